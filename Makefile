@@ -1,0 +1,33 @@
+# Two entry points a new user needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test install bench sim clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall only when the project's dependency list changes.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/pygmy up
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+sim: $(STAMP)
+	$(BIN)/pygmy sim --seeds 1000 --nodes 5
+
+bench: $(STAMP)
+	$(BIN)/python -m pygmy.raft.bench
+
+clean:
+	rm -rf $(VENV) data .pytest_cache
