@@ -92,6 +92,8 @@ class AppendEntriesResponse(msgspec.Struct, frozen=True, tag=True, array_like=Tr
     conflict_index: int = 0
     conflict_term: int = 0
     heartbeat_seq: int = 0
+    # On failure: the prev_log_index that was rejected, so the leader can tell a stale rejection from a fresh one.
+    reject_index: int = 0
 
 
 class InstallSnapshot(msgspec.Struct, frozen=True, tag=True, array_like=True):
