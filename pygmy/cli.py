@@ -1,0 +1,289 @@
+"""The `pygmy` command: run the cluster or one node, and talk to a running cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import sys
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Optional
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pygmy.client.api import DEFAULT_URL, ApiCallError, Answer, PygmyClient
+from pygmy.config import Config, ConfigError, load
+
+app = typer.Typer(
+    help="Pygmy: a replicated online bookstore. Start a cluster with `pygmy up`, then search, look up and buy.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+out = Console()
+err = Console(stderr=True)
+
+
+class Kind(str, enum.Enum):
+    frontend = "frontend"
+    catalog = "catalog"
+    order = "order"
+
+
+ConfigOpt = typer.Option(None, "--config", "-c", envvar="PYGMY_CONFIG", help="Cluster configuration (TOML). Default: built in.")
+DataDirOpt = typer.Option(None, "--data-dir", help="Where nodes keep their databases and logs (overrides the config).")
+CatalogOpt = typer.Option(None, "--catalog", help="Initial catalog, JSON or CSV, loaded on first start only.")
+UrlOpt = typer.Option(DEFAULT_URL, "--url", envvar="PYGMY_URL", help="The frontend to talk to.")
+JsonOpt = typer.Option(False, "--json", help="Print the raw JSON answer (for scripts).")
+
+
+def _config(path: Optional[Path], data_dir: Optional[Path] = None, catalog: Optional[Path] = None) -> Config:
+    try:
+        config = load(path)
+    except ConfigError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    if data_dir is not None:
+        config = config.with_overrides(data_dir=data_dir.resolve())
+    if catalog is not None:
+        if not catalog.is_file():
+            err.print(f"[red]error:[/] catalog file {catalog} does not exist")
+            raise typer.Exit(2)
+        config = config.with_overrides(catalog_file=catalog.resolve())
+    return config.with_overrides(data_dir=config.data_dir.resolve())
+
+
+@app.command()
+def up(config: Optional[Path] = ConfigOpt, data_dir: Optional[Path] = DataDirOpt, catalog: Optional[Path] = CatalogOpt) -> None:
+    """Start the whole cluster on this machine; Ctrl-C stops every node."""
+    from pygmy.cluster.launcher import Cluster, install_stop_handlers
+
+    cfg = _config(config, data_dir, catalog)
+    cluster = Cluster(cfg)
+    install_stop_handlers()
+    try:
+        log_dir = cluster.start()
+        with out.status("starting nodes..."):
+            failed = cluster.wait_ready()
+        if failed:
+            err.print(f"[red]error:[/] {', '.join(failed)} did not start; see the logs in {log_dir}")
+            raise typer.Exit(1)
+        _print_health(asyncio.run(_health_body(cfg.of_kind("frontend")[0].url)))
+        out.print(f"Logs in {log_dir}. Data in {cfg.data_dir}. Frontend at [bold]{cfg.of_kind('frontend')[0].url}[/]. Ctrl-C stops the cluster.")
+        while not (dead := cluster.dead()):
+            _sleep(0.5)
+        err.print(f"[red]{', '.join(dead)} exited[/]; stopping the cluster (see {log_dir})")
+        raise typer.Exit(1)
+    except KeyboardInterrupt:
+        out.print("stopping the cluster...")
+    finally:
+        cluster.stop()
+    out.print("all nodes stopped.")
+
+
+@app.command()
+def serve(
+    kind: Kind = typer.Argument(..., help="frontend, catalog or order"),
+    node_id: int = typer.Argument(..., metavar="ID", help="The node's id in the configuration."),
+    config: Optional[Path] = ConfigOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+    catalog: Optional[Path] = CatalogOpt,
+) -> None:
+    """Run one node in the foreground (as a container or another host would)."""
+    from pygmy.cluster.node import run_node
+
+    cfg = _config(config, data_dir, catalog)
+    try:
+        cfg.node(kind.value, node_id)  # type: ignore[arg-type]
+    except ConfigError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    run_node(cfg, kind.value, node_id)  # type: ignore[arg-type]
+
+
+@app.command()
+def search(topic: str = typer.Argument(..., help="A topic code or name: ds, 'distributed systems', gs ..."), url: str = UrlOpt, json: bool = JsonOpt) -> None:
+    """List the books of a topic."""
+    answer = _run(lambda c: c.search(topic), url)
+    if _maybe_json(answer, json):
+        return
+    table = Table(title=f"Books in topic {answer.body['topic']}")
+    table.add_column("id", justify="right")
+    table.add_column("title")
+    for book in answer.body["items"]:
+        table.add_row(str(book["id"]), book["title"])
+    out.print(table)
+
+
+@app.command()
+def lookup(item: int = typer.Argument(..., help="The book's id."), url: str = UrlOpt, json: bool = JsonOpt) -> None:
+    """Show one book: title, topic, stock and cost."""
+    answer = _run(lambda c: c.lookup(item), url)
+    if not _maybe_json(answer, json):
+        _print_books([answer.body])
+
+
+@app.command()
+def buy(
+    item: int = typer.Argument(..., help="The book's id."),
+    idempotency_key: Optional[str] = typer.Option(None, "--idempotency-key", "-k", help="Retrying with the same key never buys twice."),
+    url: str = UrlOpt,
+    json: bool = JsonOpt,
+) -> None:
+    """Buy one copy of a book."""
+    answer = _run(lambda c: c.buy(item, idempotency_key), url)
+    if not _maybe_json(answer, json):
+        order = answer.body
+        out.print(f"Bought [bold]{order['title']}[/] for {order['cost']:.2f}: order {order['order_id']}.")
+
+
+@app.command()
+def update(
+    item: int = typer.Argument(..., help="The book's id."),
+    delta: Optional[int] = typer.Option(None, "--delta", "-d", help="Change the stock by this many copies (may be negative)."),
+    cost: Optional[float] = typer.Option(None, "--cost", help="Set a new price."),
+    token: Optional[str] = typer.Option(None, "--token", envvar="PYGMY_ADMIN_TOKEN", help="Admin token (default: from the configuration)."),
+    config: Optional[Path] = ConfigOpt,
+    url: str = UrlOpt,
+    json: bool = JsonOpt,
+) -> None:
+    """Restock or reprice a book (admin)."""
+    if delta is None and cost is None:
+        err.print("[red]error:[/] give --delta, --cost or both")
+        raise typer.Exit(2)
+    admin = token or _config(config).admin_token
+    answer = _run(lambda c: c.update(item, delta=delta, cost=cost), url, admin_token=admin)
+    if not _maybe_json(answer, json):
+        _print_books([answer.body])
+
+
+@app.command()
+def orders(
+    order_id: Optional[int] = typer.Argument(None, help="Show this order only."),
+    offset: int = typer.Option(0, "--offset", min=0, help="Skip this many orders."),
+    limit: int = typer.Option(20, "--limit", min=1, max=1000, help="Show at most this many."),
+    url: str = UrlOpt,
+    json: bool = JsonOpt,
+) -> None:
+    """List orders, oldest first (or show one)."""
+    if order_id is not None:
+        answer = _run(lambda c: c.order(order_id), url)
+        rows = [answer.body]
+    else:
+        answer = _run(lambda c: c.orders(offset, limit), url)
+        rows = answer.body["orders"]
+    if _maybe_json(answer, json):
+        return
+    title = "Order" if order_id is not None else f"Orders {offset + 1}-{offset + len(rows)} of {answer.body['total']}"
+    table = Table(title=title)
+    for col in ("order", "item", "title", "cost", "time"):
+        table.add_column(col, justify="right" if col in ("order", "item", "cost") else "left")
+    for o in rows:
+        table.add_row(str(o["order_id"]), str(o["item"]), o["title"], f"{o['cost']:.2f}", o["time"])
+    out.print(table)
+
+
+@app.command()
+def status(url: str = UrlOpt, json: bool = JsonOpt) -> None:
+    """Every node of every tier: up, down or standby."""
+    answer = _run(lambda c: c.health(), url)
+    if not _maybe_json(answer, json):
+        _print_health(answer.body)
+
+
+@app.command()
+def client(
+    duration: float = typer.Option(30.0, "--duration", min=0.1, help="Seconds to run."),
+    interval: float = typer.Option(2.0, "--interval", min=0.0, help="Mean seconds between requests."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed, to repeat a run."),
+    items: int = typer.Option(7, "--items", min=1, help="Pick books with ids 1..N."),
+    token: Optional[str] = typer.Option(None, "--token", envvar="PYGMY_ADMIN_TOKEN", help="Admin token for restocks (default: from the configuration)."),
+    config: Optional[Path] = ConfigOpt,
+    url: str = UrlOpt,
+) -> None:
+    """Run the reference's random workload: search, lookup or buy every few seconds; restock now and then."""
+    from pygmy.client.workload import run_workload
+
+    admin = token or _config(config).admin_token
+
+    async def go() -> Any:
+        async with PygmyClient(url, admin_token=admin) as c:
+            return await run_workload(c, duration=duration, interval=interval, seed=seed, items=items, report=out.print)
+
+    outcomes = asyncio.run(go())
+    table = Table(title=f"{sum(outcomes.values())} requests in {duration:g} s")
+    table.add_column("outcome")
+    table.add_column("count", justify="right")
+    for outcome, count in sorted(outcomes.items()):
+        table.add_row(outcome, str(count))
+    out.print(table)
+
+
+def _register_sim() -> None:
+    # The simulator lives with the consensus module; the CLI only exposes it.
+    try:
+        from pygmy.raft.sim_command import sim
+    except ImportError:  # pragma: no cover - present once the Raft module lands
+        return
+    app.command("sim", help="Run the deterministic Raft simulation over many seeds.")(sim)
+
+
+def _run(call: Callable[[PygmyClient], Awaitable[Answer]], url: str, admin_token: str | None = None) -> Answer:
+    async def go() -> Answer:
+        async with PygmyClient(url, admin_token=admin_token) as c:
+            return await call(c)
+
+    try:
+        return asyncio.run(go())
+    except ApiCallError as exc:
+        where = f" ({exc.status} {exc.code})" if exc.status else ""
+        err.print(f"[red]error{where}:[/] {exc.message}")
+        raise typer.Exit(1) from None
+
+
+def _maybe_json(answer: Answer, as_json: bool) -> bool:
+    if as_json:
+        sys.stdout.write(orjson.dumps(answer.body, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return as_json
+
+
+def _print_books(books: list[dict[str, Any]]) -> None:
+    table = Table()
+    for col in ("id", "title", "topic", "stock", "cost"):
+        table.add_column(col, justify="right" if col in ("id", "stock", "cost") else "left")
+    for b in books:
+        table.add_row(str(b["id"]), b["title"], b["topic"], str(b["stock"]), f"{b['cost']:.2f}")
+    out.print(table)
+
+
+def _print_health(body: dict[str, Any]) -> None:
+    colours = {"up": "green", "down": "red", "standby": "dim"}
+    table = Table(title=f"Cluster: {body['status']}")
+    for col in ("node", "url", "status"):
+        table.add_column(col)
+    for n in body["nodes"]:
+        colour = colours.get(n["status"], "white")
+        table.add_row(f"{n['kind']}-{n['id']}", n["url"], f"[{colour}]{n['status']}[/]")
+    out.print(table)
+
+
+async def _health_body(url: str) -> dict[str, Any]:
+    async with PygmyClient(url) as c:
+        return (await c.health()).body  # type: ignore[no-any-return]
+
+
+def _sleep(seconds: float) -> None:
+    import time
+
+    time.sleep(seconds)
+
+
+def main() -> None:
+    _register_sim()
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""Prometheus metrics every node exposes at /metrics: requests by route and status, and latency."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+from pygmy.common.errors import Handler
+
+REQUESTS = Counter("pygmy_http_requests_total", "HTTP requests answered", ["tier", "route", "method", "status"])
+LATENCY = Histogram(
+    "pygmy_http_request_seconds",
+    "Time from receiving a request to sending the reply",
+    ["tier", "route"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+
+
+def metrics_middleware(tier: str):  # type: ignore[no-untyped-def]
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        start = time.perf_counter()
+        response = await handler(request)
+        # Label by route template, not raw path, so /lookup/1 and /lookup/2 share a series.
+        info = request.match_info.route.resource
+        route = info.canonical if info is not None else "unmatched"
+        REQUESTS.labels(tier, route, request.method, str(response.status)).inc()
+        LATENCY.labels(tier, route).observe(time.perf_counter() - start)
+        return response
+
+    return middleware
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,73 @@
+"""The one HTTP client pool a process uses to call other tiers (aiohttp, keep-alive, secret attached).
+
+An unreachable tier becomes `TierUnavailable`, which the caller turns into a 503 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+import aiohttp
+import orjson
+
+from pygmy.common.auth import SECRET_HEADER
+
+
+class TierUnavailable(Exception):
+    """The tier did not answer (refused, reset, or timed out)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    status: int
+    body: Any
+    server_timing: str | None
+
+
+class TierClient:
+    def __init__(self, secret: str, *, timeout: float = 5.0, pool_size: int = 256) -> None:
+        self._secret = secret
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=1.0)
+        self._pool_size = pool_size
+        self._session: aiohttp.ClientSession | None = None
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        # Created lazily: a ClientSession must be made inside the running event loop.
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._pool_size, ttl_dns_cache=300),
+                timeout=self._timeout,
+                headers={SECRET_HEADER: self._secret},
+                json_serialize=lambda v: orjson.dumps(v).decode(),
+            )
+        return self._session
+
+    async def call(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Reply:
+        session = self._ensure_session()
+        kwargs: dict[str, Any] = {"params": params}
+        if json is not None:
+            kwargs["data"] = orjson.dumps(json)
+            kwargs["headers"] = {"Content-Type": "application/json"}
+        if timeout is not None:
+            kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 1.0))
+        try:
+            async with session.request(method, url, **kwargs) as resp:
+                raw = await resp.read()
+                body = orjson.loads(raw) if raw else None
+                return Reply(resp.status, body, resp.headers.get("Server-Timing"))
+        except (aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError) as exc:
+            raise TierUnavailable(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()

@@ -1,0 +1,154 @@
+"""The public API: the only tier clients talk to. It validates input, routes to the backend tiers and
+turns their answers (or their silence) into clear JSON responses."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from pygmy.common.auth import require_admin
+from pygmy.common.errors import ApiError, bad_request, unavailable
+from pygmy.common.jsonio import json_response, read_json_object
+from pygmy.common.params import parse_id, parse_page
+from pygmy.common.server import make_app
+from pygmy.common.tier_client import TierClient, TierUnavailable
+from pygmy.common.timing import add_downstream
+from pygmy.config import Config
+
+log = logging.getLogger(__name__)
+
+CONFIG = web.AppKey("config", Config)
+TIERS = web.AppKey("tiers", TierClient)
+OPENAPI = web.AppKey("openapi", bytes)
+HEALTH_TIMEOUT = 0.5
+MAX_KEY_LENGTH = 255
+UPDATE_FIELDS = {"stock_delta", "cost"}
+
+
+async def _call(request: web.Request, tier: str, method: str, path: str, **kwargs: Any) -> Any:
+    """Call the serving node of a backend tier; its errors become ours, its silence a 503."""
+    url = request.app[CONFIG].serving(tier).url + path  # type: ignore[arg-type]
+    try:
+        reply = await request.app[TIERS].call(method, url, **kwargs)
+    except TierUnavailable as exc:
+        log.warning("%s tier unreachable: %s", tier, exc)
+        raise unavailable(f"the {tier} tier cannot be reached; retry shortly") from None
+    add_downstream(request, reply.server_timing)
+    if reply.status == 200:
+        return reply.body
+    error = reply.body.get("error") if isinstance(reply.body, dict) else None
+    if reply.status in (400, 404, 409, 422) and isinstance(error, dict):
+        raise ApiError(reply.status, str(error.get("code")), str(error.get("message")))
+    if reply.status == 503 and isinstance(error, dict):
+        raise unavailable(str(error.get("message")))
+    log.error("%s tier answered %d: %s", tier, reply.status, reply.body)
+    raise unavailable(f"the {tier} tier could not answer; retry shortly")
+
+
+async def search(request: web.Request) -> web.Response:
+    topic = request.match_info.get("topic") or request.query.get("topic")
+    if not topic or not topic.strip():
+        raise bad_request("give a topic: /search/ds or /search?topic=ds", "bad_topic")
+    if len(topic) > 200:
+        raise bad_request("topic is too long", "bad_topic")
+    body = await _call(request, "catalog", "GET", "/internal/search", params={"topic": topic})
+    return json_response(body)
+
+
+async def lookup(request: web.Request) -> web.Response:
+    item = parse_id(request.match_info.get("item") or request.query.get("item"))
+    return json_response(await _call(request, "catalog", "GET", f"/internal/books/{item}"))
+
+
+async def buy(request: web.Request) -> web.Response:
+    item = parse_id(request.match_info.get("item") or request.query.get("item"))
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 0 < len(key) <= MAX_KEY_LENGTH:
+        raise bad_request(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters", "bad_idempotency_key")
+    order = await _call(request, "order", "POST", "/internal/buy", json={"item": item, "idempotency_key": key})
+    return json_response(order)
+
+
+async def get_order(request: web.Request) -> web.Response:
+    order_id = parse_id(request.match_info["order_id"], "order_id")
+    return json_response(await _call(request, "order", "GET", f"/internal/orders/{order_id}"))
+
+
+async def list_orders(request: web.Request) -> web.Response:
+    offset, limit = parse_page(request.query.get("offset"), request.query.get("limit"))
+    params = {"offset": str(offset), "limit": str(limit)}
+    return json_response(await _call(request, "order", "GET", "/internal/orders", params=params))
+
+
+async def update_book(request: web.Request) -> web.Response:
+    require_admin(request, request.app[CONFIG].admin_token)
+    item = parse_id(request.match_info["item"])
+    body = await read_json_object(request)
+    unknown = set(body) - UPDATE_FIELDS
+    if unknown:
+        raise bad_request(f"unknown field(s): {', '.join(sorted(unknown))}", "bad_body")
+    result = await _call(
+        request, "catalog", "POST", "/internal/apply", json={"op": "update", "item": item, **body}
+    )
+    if result.get("ok"):
+        return json_response(result["book"])
+    if result.get("error") == "not_found":
+        raise ApiError(404, "unknown_item", f"no book with id {item}")
+    stock = (result.get("book") or {}).get("stock")
+    raise ApiError(409, "negative_stock", f"stock cannot go below 0 (it is {stock})")
+
+
+async def health(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    backends = [n for n in config.nodes if n.kind != "frontend"]
+    answers = await asyncio.gather(*(_probe(request.app[TIERS], n.url) for n in backends))
+    nodes = [{"kind": "frontend", "id": n.id, "url": n.url, "status": "up"} for n in config.of_kind("frontend")]
+    serving = {config.serving("catalog"), config.serving("order")}
+    for node, up in zip(backends, answers):
+        status = "up" if up else ("down" if node in serving else "standby")
+        nodes.append({"kind": node.kind, "id": node.id, "url": node.url, "status": status})
+    ok = all(n["status"] == "up" for n in nodes if n["status"] != "standby")
+    return json_response({"status": "ok" if ok else "degraded", "nodes": nodes})
+
+
+async def _probe(tiers: TierClient, url: str) -> bool:
+    try:
+        reply = await tiers.call("GET", f"{url}/internal/health", timeout=HEALTH_TIMEOUT)
+    except TierUnavailable:
+        return False
+    return reply.status == 200
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[OPENAPI], content_type="application/json")
+
+
+async def create_app(config: Config) -> web.Application:
+    app = make_app("frontend", config.cluster_secret)
+    app[CONFIG] = config
+    tiers = TierClient(config.cluster_secret)
+    app[TIERS] = tiers
+    app[OPENAPI] = resources.files("pygmy.frontend").joinpath("openapi.json").read_bytes()
+    r = app.router
+    r.add_get("/search", search)
+    r.add_get("/search/{topic}", search)
+    r.add_get("/lookup", lookup)
+    r.add_get("/lookup/{item}", lookup)
+    r.add_post("/buy", buy)
+    r.add_get("/buy", buy)  # the reference's client bought with GET /buy?item=N
+    r.add_post("/buy/{item}", buy)
+    r.add_get("/orders", list_orders)
+    r.add_get("/orders/{order_id}", get_order)
+    r.add_post("/admin/books/{item}", update_book)
+    r.add_get("/health", health)
+    r.add_get("/openapi.json", openapi)
+
+    async def close(_: web.Application) -> None:
+        await tiers.close()
+
+    app.on_cleanup.append(close)
+    return app
