@@ -1,0 +1,367 @@
+"""Linearizability checking of client histories against sequential models.
+
+Owns the history types (`Operation`, `CheckResult`), the sequential models the simulator and the service tests
+check against (`REGISTER`, `COUNTER`, `stock_model`) and `check`, the decision procedure.
+
+The search is Wing and Gong's with Lowe's improvements: the history becomes a doubly-linked list of call and
+return events sorted by time; a depth-first search linearizes any call whose return has not yet been passed,
+caches each (set of linearized operations, model state) it has reached so that no configuration is explored
+twice, and backtracks when it reaches the return of an operation it has not linearized. Operations whose
+outcome is unknown return at +infinity, so they may take effect at any point after their call, or never.
+Histories are split first into independent sub-histories when the model knows how (P-compositionality,
+Horn and Kroening 2015), since the search is exponential in concurrency, not in length, and smaller is faster.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = [
+    "COUNTER",
+    "REGISTER",
+    "UNKNOWN",
+    "CheckResult",
+    "Model",
+    "Operation",
+    "Stock",
+    "check",
+    "stock_model",
+]
+
+
+class _Unknown:
+    """The output of an operation whose outcome was never observed."""
+
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+
+UNKNOWN: Any = _Unknown()
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One client request as observed from outside: invoked at `call`, answered `output` at `ret`.
+
+    `ret` is None when the client never learnt the outcome (timeout, crash); the operation may then have taken
+    effect at any time after `call`, or not at all, and `output` is ignored.
+    """
+
+    client: int
+    input: Any
+    call: float
+    output: Any
+    ret: float | None
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The verdict: True, False, or None when the search gave up at its timeout."""
+
+    ok: bool | None
+    explanation: str
+
+
+class Model(Protocol):
+    """A sequential specification; states must be hashable (the search caches them).
+
+    Optional extras the checker uses when present:
+    - `partition(history) -> list[history]`: split into sub-histories that touch independent state.
+    - `read_only(input) -> bool`: True when the operation never changes state; such operations with an unknown
+      outcome constrain nothing, so they are dropped before the search instead of multiplying its branches.
+    """
+
+    def init(self) -> Any: ...
+
+    def step(self, state: Any, input: Any, output: Any) -> tuple[bool, Any]: ...
+
+
+# --- models ----------------------------------------------------------------------------------------------------
+
+
+class RegisterModel:
+    """A single register: ("write", v) -> None, ("read", None) -> v, ("cas", (old, new)) -> bool; starts None."""
+
+    def init(self) -> Any:
+        return None
+
+    def step(self, state: Any, input: Any, output: Any) -> tuple[bool, Any]:
+        kind, arg = input
+        if kind == "write":
+            return True, arg
+        if kind == "read":
+            return output is UNKNOWN or output == state, state
+        if kind == "cas":
+            old, new = arg
+            swapped = state == old
+            return output is UNKNOWN or output == swapped, new if swapped else state
+        raise ValueError(f"register: unknown operation {input!r}")
+
+    def read_only(self, input: Any) -> bool:
+        return input[0] == "read"
+
+
+class CounterModel:
+    """A counter: ("add", n) -> None, ("read", None) -> total; starts at 0."""
+
+    def init(self) -> Any:
+        return 0
+
+    def step(self, state: Any, input: Any, output: Any) -> tuple[bool, Any]:
+        kind, arg = input
+        if kind == "add":
+            return True, state + arg
+        if kind == "read":
+            return output is UNKNOWN or output == state, state
+        raise ValueError(f"counter: unknown operation {input!r}")
+
+    def read_only(self, input: Any) -> bool:
+        return input[0] == "read"
+
+
+class Stock(Mapping[int, int]):
+    """An immutable, hashable item -> copies mapping; items at zero are left out so equal stock compares equal."""
+
+    __slots__ = ("_counts", "_hash")
+
+    def __init__(self, counts: Mapping[int, int]) -> None:
+        self._counts = {item: n for item, n in counts.items() if n != 0}
+        self._hash = hash(frozenset(self._counts.items()))
+
+    def __getitem__(self, item: int) -> int:
+        return self._counts[item]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._counts)
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Stock):
+            return self._hash == other._hash and self._counts == other._counts
+        return isinstance(other, Mapping) and self._counts == {k: v for k, v in other.items() if v != 0}
+
+    def __repr__(self) -> str:
+        return f"Stock({self._counts!r})"
+
+    def with_count(self, item: int, n: int) -> Stock:
+        return Stock({**self._counts, item: n})
+
+
+class StockModel:
+    """The bookstore's stock: ("buy", item) -> "ok" | "out_of_stock", ("restock", (item, n)) -> None,
+    ("lookup", item) -> copies. Items never interact, so histories are checked one item at a time."""
+
+    def __init__(self, initial: Mapping[int, int]) -> None:
+        self._initial = Stock(initial)
+
+    def init(self) -> Any:
+        return self._initial
+
+    def step(self, state: Any, input: Any, output: Any) -> tuple[bool, Any]:
+        kind, arg = input
+        if kind == "buy":
+            copies = state.get(arg, 0)
+            if copies > 0:
+                return output is UNKNOWN or output == "ok", state.with_count(arg, copies - 1)
+            return output is UNKNOWN or output == "out_of_stock", state
+        if kind == "restock":
+            item, n = arg
+            return True, state.with_count(item, state.get(item, 0) + n)
+        if kind == "lookup":
+            return output is UNKNOWN or output == state.get(arg, 0), state
+        raise ValueError(f"stock: unknown operation {input!r}")
+
+    def read_only(self, input: Any) -> bool:
+        return input[0] == "lookup"
+
+    def partition(self, history: Sequence[Operation]) -> list[list[Operation]]:
+        by_item: dict[Hashable, list[Operation]] = defaultdict(list)
+        for op in history:
+            kind, arg = op.input
+            by_item[arg[0] if kind == "restock" else arg].append(op)
+        return list(by_item.values())
+
+
+REGISTER: Model = RegisterModel()
+COUNTER: Model = CounterModel()
+
+
+def stock_model(initial: Mapping[int, int]) -> Model:
+    """The bookstore model starting from `initial` copies per item (items not named start at 0)."""
+    return StockModel(initial)
+
+
+# --- the search ------------------------------------------------------------------------------------------------
+
+
+def check(history: Sequence[Operation], model: Model, *, timeout: float | None = 10.0) -> CheckResult:
+    """Decide whether `history` is linearizable with respect to `model`, giving up after `timeout` seconds."""
+    _validate(history)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    partition = getattr(model, "partition", None)
+    parts: list[Sequence[Operation]] = list(partition(history)) if partition else [history]
+    read_only = getattr(model, "read_only", None)
+    gave_up = False
+    for number, part in enumerate(parts, 1):
+        if read_only is not None:
+            # An unobserved read leaves the state alone whether or not it happened: it can only cost time.
+            part = [op for op in part if op.ret is not None or not read_only(op.input)]
+        result = _search(part, model, deadline)
+        if result.ok is False:
+            where = f"in sub-history {number} of {len(parts)}: " if len(parts) > 1 else ""
+            return CheckResult(False, where + result.explanation)
+        gave_up = gave_up or result.ok is None
+    if gave_up:
+        return CheckResult(None, f"gave up after {timeout} s before deciding")
+    return CheckResult(True, f"linearizable: {len(history)} operations in {len(parts)} independent sub-histories")
+
+
+def _validate(history: Sequence[Operation]) -> None:
+    for op in history:
+        if op.ret is not None and not op.call <= op.ret:
+            raise ValueError(f"operation returns before it is called: {op!r}")
+
+
+class _Events:
+    """The history's call and return events, sorted by time, as a doubly-linked list with O(1) removal.
+
+    Events are integers 0..2n-1 in time order (n > 0); `head` is a sentinel before the first. A call sorts before a
+    return at the same instant, so operations that merely touch count as concurrent (the lenient reading).
+    """
+
+    def __init__(self, ops: Sequence[Operation]) -> None:
+        keyed = []
+        for i, op in enumerate(ops):
+            keyed.append((op.call, 0, i))
+            keyed.append((float("inf") if op.ret is None else op.ret, 1, i))
+        keyed.sort()
+        size = len(keyed)
+        self.head = size
+        self.op = [i for _, _, i in keyed] + [-1]
+        self.is_call = [kind == 0 for _, kind, _ in keyed] + [False]
+        self.ret_of = [0] * size  # for a call event, its operation's return event
+        call_event = {}
+        for event, (_, kind, i) in enumerate(keyed):
+            if kind == 0:
+                call_event[i] = event
+            else:
+                self.ret_of[call_event[i]] = event
+        self.next = list(range(1, size)) + [-1, 0]  # the last event ends the list; the head points at event 0
+        self.prev = [size] + list(range(0, size - 1)) + [-1]
+
+    def _unlink(self, event: int) -> None:
+        before, after = self.prev[event], self.next[event]
+        self.next[before] = after
+        if after != -1:
+            self.prev[after] = before
+
+    def _relink(self, event: int) -> None:
+        before, after = self.prev[event], self.next[event]
+        self.next[before] = event
+        if after != -1:
+            self.prev[after] = event
+
+    def lift(self, call: int) -> None:
+        """Remove a linearized operation's call and return."""
+        self._unlink(call)
+        self._unlink(self.ret_of[call])
+
+    def unlift(self, call: int) -> None:
+        """Undo `lift` (relinking in reverse order restores the list exactly)."""
+        self._relink(self.ret_of[call])
+        self._relink(call)
+
+
+@dataclass
+class _Stuck:
+    """The deepest point where the search failed: how many operations it had placed, the last few, the state,
+    and the operation whose return it reached without being able to place it."""
+
+    depth: int = -1
+    recent: tuple[int, ...] = ()
+    state: Any = None
+    blocked: int | None = None
+
+
+_RECENT = 8  # how many operations of the longest prefix the explanation names
+
+
+def _search(ops: Sequence[Operation], model: Model, deadline: float | None) -> CheckResult:
+    unknown = [op.ret is None for op in ops]
+    remaining = unknown.count(False)  # known-outcome operations not yet linearized
+    if remaining == 0:
+        return CheckResult(True, "nothing to linearize")
+    events = _Events(ops)
+    nxt, op_of, is_call, head = events.next, events.op, events.is_call, events.head
+    step = model.step
+    state = model.init()
+    linearized = 0  # bitset of operation indices
+    seen: set[tuple[int, Any]] = set()
+    stack: list[tuple[int, Any]] = []  # (call event, state before it)
+    stuck = _Stuck()
+    entry = nxt[head]
+    steps = 0
+    while True:
+        steps += 1
+        if deadline is not None and steps & 1023 == 0 and time.monotonic() > deadline:
+            return CheckResult(None, "timeout")
+        if entry != -1 and is_call[entry]:
+            i = op_of[entry]
+            op = ops[i]
+            legal, after = step(state, op.input, UNKNOWN if unknown[i] else op.output)
+            if legal:
+                key = (linearized | (1 << i), after)
+                if key not in seen:
+                    seen.add(key)
+                    stack.append((entry, state))
+                    linearized, state = key
+                    events.lift(entry)
+                    if not unknown[i]:
+                        remaining -= 1
+                        if remaining == 0:
+                            return CheckResult(True, "linearizable")
+                    entry = nxt[head]
+                    continue
+            entry = nxt[entry]
+            continue
+        if entry != -1 and unknown[op_of[entry]]:
+            entry = nxt[entry]  # an unknown outcome may never have taken effect: pass its return freely
+            continue
+        # The return of an operation not yet placed: this prefix cannot be extended, so undo its last choice.
+        if len(stack) > stuck.depth:
+            recent = tuple(op_of[call] for call, _ in stack[-_RECENT:])
+            stuck = _Stuck(len(stack), recent, state, None if entry == -1 else op_of[entry])
+        if not stack:
+            return CheckResult(False, _explain(ops, stuck))
+        call, state = stack.pop()
+        i = op_of[call]
+        linearized ^= 1 << i
+        events.unlift(call)
+        if not unknown[i]:
+            remaining += 1
+        entry = nxt[call]
+
+
+def _describe(op: Operation) -> str:
+    outcome = "outcome unknown" if op.ret is None else f"-> {op.output!r} at {op.ret}"
+    return f"client {op.client}: {op.input!r} at {op.call} {outcome}"
+
+
+def _explain(ops: Sequence[Operation], stuck: _Stuck) -> str:
+    lines = [f"not linearizable: the longest linearizable prefix found has {stuck.depth} of {len(ops)} operations"]
+    if stuck.recent:
+        lines.append(f"  ending with (last {len(stuck.recent)}, in linearization order):")
+        lines.extend(f"    {_describe(ops[i])}" for i in stuck.recent)
+    lines.append(f"  model state after it: {stuck.state!r}")
+    if stuck.blocked is not None:
+        lines.append(f"  could not place before its return: {_describe(ops[stuck.blocked])}")
+    return "\n".join(lines)
