@@ -221,6 +221,43 @@ def client(
     out.print(table)
 
 
+@app.command()
+def measure(
+    requests: int = typer.Option(1000, "--requests", "-n", min=1, max=100_000, help="Sequential requests of each kind."),
+    item: int = typer.Option(1, "--item", help="The book to look up and buy (restock it first: each buy takes a copy)."),
+    topic: str = typer.Option("ds", "--topic", help="The topic to search."),
+    url: str = UrlOpt,
+    json: bool = JsonOpt,
+) -> None:
+    """Per-tier mean response times of search, lookup and buy (the reference's Tables 2 and 3)."""
+    from rich.progress import Progress
+
+    from pygmy.client.measure import TIERS, measure as run_measure, summarise
+
+    async def go() -> Any:
+        async with PygmyClient(url) as c:
+            with Progress(console=err, transient=True) as progress:
+                task = progress.add_task("measuring", total=3 * requests)
+                return await run_measure(c, requests, item, topic, lambda: progress.advance(task))
+
+    try:
+        summary = summarise(asyncio.run(go()))
+    except ApiCallError as exc:
+        err.print(f"[red]error ({exc.status} {exc.code}):[/] {exc.message}")
+        raise typer.Exit(1) from None
+    if json:
+        sys.stdout.write(orjson.dumps(summary).decode() + "\n")
+        return
+    table = Table(title=f"Mean (p99) response time in ms, {requests} sequential requests each")
+    table.add_column("method")
+    for tier in TIERS:
+        table.add_column(f"{tier} tier", justify="right")
+    for method, tiers in summary.items():
+        cells = [f"{tiers[t][0]:.3f} ({tiers[t][1]:.2f})" if t in tiers else "-" for t in TIERS]
+        table.add_row(method, *cells)
+    out.print(table)
+
+
 def _register_sim() -> None:
     # The simulator lives with the consensus module; the CLI only exposes it.
     try:
