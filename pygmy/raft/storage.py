@@ -10,7 +10,9 @@ Everything lives in one directory:
   the conflicting suffix", so truncation needs no record of its own. A crash mid-write leaves a torn
   last record; `open()` keeps every record before it and cuts the file there.
 - `snapshot` — the latest snapshot, replaced atomically (write a temporary file, fsync, rename, fsync
-  the directory). Saving a snapshot also rewrites `wal` the same way, keeping only what follows it.
+  the directory). Saving a snapshot also rewrites `wal` the same way, keeping only what follows it:
+  after the node's own snapshot (`compact`) the entries after it, after one installed from the leader
+  (`save(..., snapshot)`) nothing.
 
 Why a file and not SQLite: measured on the target machine, one append + fdatasync costs ~0.13 ms and a
 64-entry batch costs about the same, while SQLite in WAL mode with synchronous=FULL costs more per
@@ -118,7 +120,9 @@ class RaftStorage:
         forgets how far it committed relearns it from the leader.
         """
         if snapshot is not None and snapshot.index > self._snapshot.index:
-            self.save_snapshot(snapshot)
+            # A snapshot from the leader replaces the whole log (the entries that follow it, if any,
+            # come in this same call).
+            self._install(snapshot, keep_matching_suffix=False)
         if hard_state == self._hard_state:
             hard_state = None
         # The leader may re-send entries the snapshot already covers; they are not needed.
@@ -135,18 +139,15 @@ class RaftStorage:
             self._fdatasync(self._fd)
             self._synced_vote = vote
 
-    def save_snapshot(self, snapshot: Snapshot) -> None:
-        """Make `snapshot` the durable base of the log and drop the entries it covers.
+    def compact(self, snapshot: Snapshot) -> None:
+        """Make this node's own `snapshot` (of applied entries) the durable base and drop what it covers."""
+        if snapshot.index > self._snapshot.index:
+            self._install(snapshot, keep_matching_suffix=True)
 
-        Used both for the node's own snapshots (compaction) and for one installed from the leader. As in
-        the Raft paper: if the log holds the snapshot's last entry with the same term, the entries after
-        it stay; otherwise the whole log is discarded.
-        """
-        if snapshot.index <= self._snapshot.index:
-            return
+    def _install(self, snapshot: Snapshot, *, keep_matching_suffix: bool) -> None:
         self._replace_file(_SNAPSHOT, frame(_encode_snapshot(snapshot)))
         self._snapshot = snapshot
-        self._entries = _entries_after(self._entries, snapshot)
+        self._entries = _entries_after(self._entries, snapshot) if keep_matching_suffix else []
         if self._hard_state.commit < snapshot.index:
             self._hard_state = msgspec.structs.replace(self._hard_state, commit=snapshot.index)
         # Rewrite the WAL so it holds only what follows the snapshot; os.replace keeps the swap atomic.
@@ -189,6 +190,7 @@ class RaftStorage:
                 self._hard_state = record.hard_state
         if replayed and replayed[0].index > self._snapshot.index + 1:
             raise StorageCorrupt(f"the log starts at {replayed[0].index}, after snapshot {self._snapshot.index}")
+        # As in the Raft paper: entries after the snapshot stay only if the log agrees with it there.
         self._entries = _entries_after(replayed, self._snapshot)
         if self._hard_state.commit < self._snapshot.index:
             self._hard_state = msgspec.structs.replace(self._hard_state, commit=self._snapshot.index)

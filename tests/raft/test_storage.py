@@ -8,10 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from pygmy.raft.messages import Entry, HardState, Snapshot
-from pygmy.raft.storage import RaftStorage, StorageCorrupt
+from pygmy.raft.storage import RaftStorage, StorageCorrupt, frame
 
 
 def entries(first: int, last: int, term: int = 1) -> list[Entry]:
@@ -71,7 +72,7 @@ def test_corrupt_tail_bytes_are_detected_by_crc(tmp_path: Path) -> None:
 def test_snapshot_compacts_the_log_and_survives_restart(tmp_path: Path) -> None:
     s = RaftStorage(tmp_path)
     s.save(HardState(term=1, vote=1, commit=8), entries(1, 10))
-    s.save_snapshot(Snapshot(index=8, term=1, data=b"state@8"))
+    s.compact(Snapshot(index=8, term=1, data=b"state@8"))
     assert s.state().entries == tuple(entries(9, 10))
     s.save(None, entries(11, 12))
     s.close()
@@ -81,20 +82,30 @@ def test_snapshot_compacts_the_log_and_survives_restart(tmp_path: Path) -> None:
     assert state.hard_state.commit == 8
 
 
-def test_installed_snapshot_that_disagrees_with_the_log_discards_it(tmp_path: Path) -> None:
+def test_snapshot_from_the_leader_replaces_the_whole_log(tmp_path: Path) -> None:
     s = RaftStorage(tmp_path)
     s.save(HardState(term=1), entries(1, 10, term=1))
-    s.save(HardState(term=3), [], Snapshot(index=5, term=2, data=b"leader's"))
-    assert s.state().entries == ()
-    s.save(None, entries(6, 7, term=3))
+    s.save(HardState(term=3), entries(6, 7, term=3), Snapshot(index=5, term=1, data=b"leader's"))
+    assert s.state().entries == tuple(entries(6, 7, term=3))
     s.close()
-    assert RaftStorage(tmp_path).state().entries == tuple(entries(6, 7, term=3))
+    state = RaftStorage(tmp_path).state()
+    assert state.snapshot == Snapshot(index=5, term=1, data=b"leader's")
+    assert state.entries == tuple(entries(6, 7, term=3))
+
+
+def test_log_that_disagrees_with_the_snapshot_is_dropped_on_restart(tmp_path: Path) -> None:
+    # A crash between writing an installed snapshot and rewriting the WAL leaves the old log behind.
+    s = RaftStorage(tmp_path)
+    s.save(HardState(term=1), entries(1, 10, term=1))
+    s.close()
+    (tmp_path / "snapshot").write_bytes(frame(msgspec.msgpack.encode(Snapshot(index=5, term=2, data=b"other"))))
+    assert RaftStorage(tmp_path).state().entries == ()
 
 
 def test_snapshot_beyond_the_log_starts_an_empty_log_after_it(tmp_path: Path) -> None:
     s = RaftStorage(tmp_path)
     s.save(HardState(term=1), entries(1, 3))
-    s.save_snapshot(Snapshot(index=100, term=4, data=b"x"))
+    s.compact(Snapshot(index=100, term=4, data=b"x"))
     s.save(None, entries(101, 101, term=4))
     s.close()
     state = RaftStorage(tmp_path).state()
