@@ -1,0 +1,347 @@
+"""A real Pygmy cluster for tests: one OS process per node on free loopback ports, a temporary data dir.
+
+Nodes are started the way an operator would start them, either one by one (`pygmy serve KIND ID`) or all
+at once (`pygmy up`), from a TOML configuration written here. Tests can kill -9 a node and restart it
+with the same command line. Every process started is remembered by PID and killed when the cluster
+stops, and again at interpreter exit if a test run is interrupted.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Literal
+
+import requests
+
+PYTHON = sys.executable
+READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+SERVING = (("catalog", 0), ("order", 0), ("frontend", 0))  # until consensus, replica 0 of each tier serves
+
+# Every process the tests started and may still be running: PID -> Popen.
+_LIVE: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _kill_leftovers() -> None:
+    for pid, proc in list(_LIVE.items()):
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+        _LIVE.pop(pid, None)
+
+
+atexit.register(_kill_leftovers)
+
+
+def pygmy_command(*args: str) -> list[str]:
+    return [PYTHON, "-m", "pygmy", *args]
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct loopback ports nobody listens on right now (all held open until all are chosen)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def children_of(pid: int) -> list[int]:
+    """PIDs whose parent is `pid` (read from /proc; Linux only)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # Field 4 is the parent PID; the command name (field 2) may hold spaces, so split after ')'.
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) > 1 and fields[1] == str(pid):
+            found.append(int(entry.name))
+    return found
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"  # a zombie has exited already
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    kind: str
+    id: int
+    port: int
+    raft_port: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}-{self.id}"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class Cluster:
+    """One cluster's configuration, data dir, processes and logs, all under `root`."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        catalog_file: Path | None = None,
+        mode: Literal["serve", "up"] = "serve",
+        data_dir_flag: bool = False,
+        ready_timeout: float = READY_TIMEOUT,
+    ) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.mode = mode
+        self.catalog_file = catalog_file
+        self.ready_timeout = ready_timeout
+        # Random secrets, so a node that ignores the configuration's values cannot pass by accident.
+        self.admin_token = "admin-" + secrets.token_hex(8)
+        self.cluster_secret = "secret-" + secrets.token_hex(8)
+        self.data_dir = root / "data"
+        # With data_dir_flag the data dir is given on the command line; the config names another one.
+        self.data_dir_flag = data_dir_flag
+        self.config_data_dir = root / "config-data" if data_dir_flag else self.data_dir
+        self.logs_dir = root / "logs"
+        self.logs_dir.mkdir(exist_ok=True)
+        ports = iter(free_ports(13))
+        self.nodes = [NodeSpec("frontend", 0, next(ports), 0)]
+        for kind in ("catalog", "order"):
+            self.nodes += [NodeSpec(kind, i, next(ports), next(ports)) for i in range(3)]
+        self.config_path = root / "pygmy.toml"
+        self.config_path.write_text(self.config_toml())
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.up_proc: subprocess.Popen[bytes] | None = None
+        self._up_children: set[int] = set()
+
+    # -- layout -----------------------------------------------------------------------------------
+
+    def config_toml(self) -> str:
+        lines = [
+            "# Written by tests/support/cluster.py",
+            f'data_dir = "{self.config_data_dir}"',
+            f'admin_token = "{self.admin_token}"',
+            f'cluster_secret = "{self.cluster_secret}"',
+        ]
+        for n in self.nodes:
+            lines += ["", "[[nodes]]", f'kind = "{n.kind}"', f"id = {n.id}", 'host = "127.0.0.1"', f"port = {n.port}"]
+            if n.kind != "frontend":
+                lines.append(f"raft_port = {n.raft_port}")
+        return "\n".join(lines) + "\n"
+
+    def node(self, kind: str, node_id: int = 0) -> NodeSpec:
+        for n in self.nodes:
+            if n.kind == kind and n.id == node_id:
+                return n
+        raise KeyError(f"{kind}-{node_id}")
+
+    def url(self, kind: str, node_id: int = 0) -> str:
+        return self.node(kind, node_id).url
+
+    @property
+    def frontend_url(self) -> str:
+        return self.url("frontend")
+
+    @property
+    def catalog_url(self) -> str:
+        return self.url("catalog")
+
+    @property
+    def order_url(self) -> str:
+        return self.url("order")
+
+    def admin_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
+    def secret_headers(self) -> dict[str, str]:
+        return {"X-Pygmy-Secret": self.cluster_secret}
+
+    def serving_nodes(self) -> list[NodeSpec]:
+        return [self.node(kind, i) for kind, i in SERVING]
+
+    # -- processes --------------------------------------------------------------------------------
+
+    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+        log = open(self.logs_dir / f"{log_name}.log", "ab")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("PYGMY_ADMIN_TOKEN", None)
+        try:
+            proc = subprocess.Popen(
+                pygmy_command(*args), stdout=log, stderr=subprocess.STDOUT, cwd=self.root, env=env,
+                start_new_session=True,  # a Ctrl-C in the test terminal must not reach the nodes
+            )
+        finally:
+            log.close()
+        _LIVE[proc.pid] = proc
+        return proc
+
+    def _common_flags(self) -> list[str]:
+        flags = ["--config", str(self.config_path)]
+        if self.data_dir_flag:
+            flags += ["--data-dir", str(self.data_dir)]
+        return flags
+
+    def serve_args(self, kind: str, node_id: int = 0) -> list[str]:
+        args = ["serve", kind, str(node_id), *self._common_flags()]
+        if kind == "catalog" and self.catalog_file is not None:
+            args += ["--catalog", str(self.catalog_file)]
+        return args
+
+    def up_args(self) -> list[str]:
+        args = ["up", *self._common_flags()]
+        if self.catalog_file is not None:
+            args += ["--catalog", str(self.catalog_file)]
+        return args
+
+    def start(self) -> "Cluster":
+        if self.mode == "up":
+            self.up_proc = self._spawn(self.up_args(), "up")
+            self.wait_ready(self.serving_nodes())
+            self._up_children = set(children_of(self.up_proc.pid))
+        else:
+            for kind, i in SERVING:
+                self.start_node(kind, i, wait=False)
+            self.wait_ready(self.serving_nodes())
+        return self
+
+    def start_node(self, kind: str, node_id: int = 0, *, wait: bool = True) -> None:
+        assert self.mode == "serve", "single nodes are started and killed only in serve mode"
+        name = f"{kind}-{node_id}"
+        old = self.procs.get(name)
+        assert old is None or old.poll() is not None, f"{name} is already running"
+        self.procs[name] = self._spawn(self.serve_args(kind, node_id), name)
+        if wait:
+            self.wait_ready([self.node(kind, node_id)])
+
+    def kill(self, kind: str, node_id: int = 0) -> None:
+        """kill -9: no shutdown hooks, no flushing; what is not on disk is gone."""
+        proc = self.procs[f"{kind}-{node_id}"]
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(STOP_TIMEOUT)
+        _LIVE.pop(proc.pid, None)
+
+    def restart(self, kind: str, node_id: int = 0) -> None:
+        self.start_node(kind, node_id)
+
+    def kill_all(self) -> None:
+        for kind, i in SERVING:
+            self.kill(kind, i)
+
+    def ensure_running(self) -> None:
+        """Start again any serving node a previous test left dead."""
+        for kind, i in SERVING:
+            proc = self.procs.get(f"{kind}-{i}")
+            if proc is None or proc.poll() is not None:
+                self.start_node(kind, i)
+
+    def stop(self) -> None:
+        """SIGTERM everything this cluster started, SIGKILL whatever has not exited in time."""
+        procs = list(self.procs.values())
+        if self.up_proc is not None:
+            self._up_children |= set(children_of(self.up_proc.pid))
+            procs.append(self.up_proc)
+        for proc in procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(STOP_TIMEOUT)
+            _LIVE.pop(proc.pid, None)
+        self.kill_orphans()
+
+    def kill_orphans(self) -> list[int]:
+        """kill -9 children of `pygmy up` that outlived it; returns their PIDs (a clean stop leaves none)."""
+        orphans = [pid for pid in sorted(self._up_children) if pid_alive(pid)]
+        for pid in orphans:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return orphans
+
+    def up_children(self) -> set[int]:
+        return set(self._up_children)
+
+    # -- readiness and diagnostics ----------------------------------------------------------------
+
+    def wait_ready(self, nodes: list[NodeSpec], timeout: float | None = None) -> None:
+        """Until every node answers HTTP at all (a node loads its data before it listens)."""
+        deadline = time.monotonic() + (timeout or self.ready_timeout)
+        pending = list(nodes)
+        while pending:
+            node = pending[0]
+            self._check_alive(node)
+            try:
+                requests.get(f"{node.url}/health", timeout=1.0)
+                pending.pop(0)
+                continue
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{node.name} did not answer within the deadline\n{self.logs()}")
+            time.sleep(0.05)
+
+    def _check_alive(self, node: NodeSpec) -> None:
+        proc = self.up_proc if self.mode == "up" else self.procs.get(node.name)
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{node.name}'s process exited with {proc.returncode}\n{self.logs()}")
+
+    def log(self, name: str) -> str:
+        path = self.logs_dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def logs(self, tail: int = 40) -> str:
+        parts = []
+        for path in sorted(self.logs_dir.glob("*.log")):
+            lines = path.read_text(errors="replace").splitlines()[-tail:]
+            parts.append(f"--- {path.name} (last {len(lines)} lines)\n" + "\n".join(lines))
+        return "\n".join(parts)
+
+
+@contextlib.contextmanager
+def running_cluster(root: Path, **options: object) -> Iterator[Cluster]:
+    cluster = Cluster(root, **options)  # type: ignore[arg-type]
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
