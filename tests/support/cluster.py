@@ -289,6 +289,9 @@ class Cluster:
                 proc.wait(STOP_TIMEOUT)
             _LIVE.pop(proc.pid, None)
         self.kill_orphans()
+        # Stopped clusters can start again, on the same configuration and data.
+        self.procs = {}
+        self.up_proc = None
 
     def kill_orphans(self) -> list[int]:
         """kill -9 children of `pygmy up` that outlived it; returns their PIDs (a clean stop leaves none)."""
@@ -299,6 +302,7 @@ class Cluster:
         return orphans
 
     def up_children(self) -> set[int]:
+        """The node processes `pygmy up` started (as seen when it became ready)."""
         return set(self._up_children)
 
     # -- readiness and diagnostics ----------------------------------------------------------------
