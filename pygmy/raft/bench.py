@@ -1,0 +1,371 @@
+"""Benchmark Pygmy's Raft against PySyncObj 0.3.17: 3 real processes each on loopback, driven the same way.
+
+    python -m pygmy.raft.bench                 # everything, writes docs/raft-benchmark.md
+    python -m pygmy.raft.bench --duration 3 --trials 3 --out -
+
+For each system: committed proposals/s and p50/p99 latency (client send -> applied result) at 1 and 64
+concurrent proposers, elections during the load (leader term before vs after), and leader failover after
+kill -9 of the leader (median over trials). Ours is measured until a survivor commits a new proposal;
+PySyncObj both until the survivors agree on a leader and until a new proposal commits.
+
+PySyncObj runs tuned: 10 ms ticks, append-entries every 30 ms, batching on, dynamic membership off, its
+file journal (which never fsyncs), and the same 150-300 ms election timeout as ours. Both are driven
+through the same pipelined client protocol (`pygmy.raft.server`), the command an increment of a key.
+
+Also `--storage`: the fsync/batching micro-benchmark behind pygmy.raft.storage's choice of format.
+Every loop here is bounded in count and time; all traffic stays on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+from pygmy.raft.messages import Entry, HardState
+from pygmy.raft.server import LocalGroup, parse_peers
+from pygmy.raft.storage import RaftStorage
+from pygmy.raft.transport import pack_frame, read_frame
+
+SYNCOBJ_ENTRY = ("-m", "pygmy.raft.bench", "syncobj-node")
+MAX_OPS_PER_POINT = 400_000
+
+
+@dataclass
+class LoadResult:
+    system: str
+    proposers: int
+    commits_per_s: float
+    p50_ms: float
+    p99_ms: float
+    elections: int
+    errors: int
+
+
+@dataclass
+class FailoverResult:
+    system: str
+    until: str
+    seconds: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds) if self.seconds else float("nan")
+
+
+# -- driving a group --------------------------------------------------------------------------
+
+
+def incr(key: str) -> bytes:
+    return msgspec.msgpack.encode(["incr", key, 1])
+
+
+async def measure_load(system: str, group: LocalGroup, proposers: int, duration: float) -> LoadResult:
+    """`proposers` clients propose back to back at the leader for `duration` seconds (or MAX_OPS_PER_POINT)."""
+    leader = await group.leader()
+    client = await group.client(leader)
+    term_before = (await client.status())["term"]
+    latencies: list[float] = []
+    errors = 0
+    stop_at = time.perf_counter() + duration
+
+    async def proposer(n: int) -> None:
+        nonlocal errors
+        command = incr(f"k{n}")
+        while time.perf_counter() < stop_at and len(latencies) < MAX_OPS_PER_POINT:
+            start = time.perf_counter()
+            code, _, _ = await client.call("propose", command)
+            if code == "ok":
+                latencies.append(time.perf_counter() - start)
+            else:
+                errors += 1
+                await asyncio.sleep(0.01)
+
+    started = time.perf_counter()
+    await asyncio.wait_for(asyncio.gather(*(proposer(n) for n in range(proposers))), duration + 30)
+    elapsed = time.perf_counter() - started
+    statuses = await group.statuses()
+    term_after = max(s["term"] for s in statuses.values())
+    latencies.sort()
+    return LoadResult(
+        system=system,
+        proposers=proposers,
+        commits_per_s=len(latencies) / elapsed,
+        p50_ms=_percentile(latencies, 0.50) * 1000,
+        p99_ms=_percentile(latencies, 0.99) * 1000,
+        elections=term_after - term_before,
+        errors=errors,
+    )
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+async def measure_failover(group: LocalGroup, trials: int, *, wait_for_commit: bool) -> tuple[list[float], list[float]]:
+    """kill -9 the leader `trials` times; return the seconds until the survivors agree on a leader and
+    (if `wait_for_commit`) until a new proposal commits. The killed member restarts between trials."""
+    agree: list[float] = []
+    commit: list[float] = []
+    for trial in range(trials):
+        leader = await group.leader(timeout=30)
+        await group.propose(incr("failover"), timeout=30)
+        killed_at = time.perf_counter()
+        group.kill(leader)
+        if wait_for_commit:
+            # Propose at the survivors until one commits; the first success is the failover time.
+            await group.propose(incr("failover"), timeout=30)
+            commit.append(time.perf_counter() - killed_at)
+        await group.leader(timeout=30)
+        agree.append(time.perf_counter() - killed_at)
+        group.start(leader)
+        await group.leader(timeout=30)
+        await asyncio.sleep(0.5 + random.random() * 0.2)  # let the restarted member catch up
+    return agree, commit
+
+
+# -- PySyncObj, driven through the same client protocol ---------------------------------------
+
+
+def syncobj_node(argv: Sequence[str]) -> None:
+    """One PySyncObj member with an increment-a-key state machine behind pygmy's client port."""
+    from pysyncobj import SyncObj, SyncObjConf, replicated  # a dev dependency: imported only here
+
+    parser = argparse.ArgumentParser()
+    for name in ("--id", "--client-port"):
+        parser.add_argument(name, type=int, required=True)
+    for name in ("--peers", "--data-dir", "--secret"):
+        parser.add_argument(name, required=True)
+    args, _ = parser.parse_known_args(argv)
+    peers = parse_peers(args.peers)
+    address = {i: f"{h}:{p}" for i, (h, p) in peers.items()}
+    node_of = {a: i for i, a in address.items()}
+    Path(args.data_dir).mkdir(parents=True, exist_ok=True)
+
+    class Counter(SyncObj):  # type: ignore[misc]
+        def __init__(self) -> None:
+            conf = SyncObjConf(
+                autoTickPeriod=0.01,
+                appendEntriesPeriod=0.03,
+                appendEntriesUseBatch=True,
+                dynamicMembershipChange=False,
+                raftMinTimeout=0.15,
+                raftMaxTimeout=0.3,
+                journalFile=os.path.join(args.data_dir, "journal"),
+                fullDumpFile=os.path.join(args.data_dir, "dump"),
+                password=args.secret,
+            )
+            others = [a for i, a in address.items() if i != args.id]
+            super().__init__(address[args.id], others, conf)
+            self.values: dict[str, int] = {}
+
+        @replicated
+        def incr(self, key: str, n: int) -> int:
+            self.values[key] = self.values.get(key, 0) + n
+            return self.values[key]
+
+    async def serve() -> None:
+        counter = Counter()
+        loop = asyncio.get_running_loop()
+
+        def status() -> bytes:
+            s = counter.getStatus()
+            leader = node_of.get(str(s["leader"].address)) if s["leader"] is not None else None
+            role = {0: "follower", 1: "candidate", 2: "leader"}[s["state"]]
+            fields = [args.id, role, s["raft_term"], leader, s["commit_idx"], s["last_applied"], 0, 0]
+            return msgspec.msgpack.encode(fields)
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            def answer(request_id: int, code: str, payload: bytes, leader: int | None) -> None:
+                writer.write(pack_frame(msgspec.msgpack.encode([request_id, code, payload, leader])))
+
+            try:
+                while True:
+                    request_id, op, payload = msgspec.msgpack.decode(await read_frame(reader))
+                    if op == "status":
+                        answer(request_id, "ok", status(), None)
+                        continue
+                    _, key, n = msgspec.msgpack.decode(payload)
+
+                    def done(result: object, error: object, request_id: int = request_id) -> None:
+                        code, body = ("ok", msgspec.msgpack.encode(result)) if error == 0 else ("dropped", b"")
+                        loop.call_soon_threadsafe(answer, request_id, code, body, None)
+
+                    counter.incr(key, n, callback=done)
+            except (OSError, asyncio.IncompleteReadError):
+                writer.close()
+
+        await asyncio.start_server(handle, "127.0.0.1", args.client_port)
+        print(f"ready {args.id} pid {os.getpid()}", flush=True)
+        await asyncio.Event().wait()  # until the benchmark terminates this process
+
+    asyncio.run(serve())
+
+
+# -- storage micro-benchmark -------------------------------------------------------------------
+
+
+def measure_storage(batches: int = 500) -> list[tuple[str, int, float, float]]:
+    """(format, entries per save, µs per save, entries/s) for the WAL file with and without fsync, and
+    SQLite in WAL mode with synchronous=FULL, at 1 and 64 entries of 32 bytes per save."""
+    rows = []
+    for batch in (1, 64):
+        for name in ("wal file, fdatasync", "wal file, no sync", "sqlite wal, synchronous=FULL"):
+            with tempfile.TemporaryDirectory(dir=".") as d:
+                save = _sqlite_saver(d) if name.startswith("sqlite") else _wal_saver(d, sync="no sync" not in name)
+                started = time.perf_counter()
+                for b in range(batches):
+                    save(b * batch + 1, batch)
+                elapsed = time.perf_counter() - started
+            rows.append((name, batch, elapsed / batches * 1e6, batches * batch / elapsed))
+    return rows
+
+
+def _wal_saver(directory: str, *, sync: bool):  # type: ignore[no-untyped-def]
+    storage = RaftStorage(directory, sync=sync)
+
+    def save(first: int, count: int) -> None:
+        entries = [Entry(term=1, index=i, data=b"x" * 32) for i in range(first, first + count)]
+        storage.save(HardState(term=1, vote=1, commit=first + count - 1), entries)
+
+    return save
+
+
+def _sqlite_saver(directory: str):  # type: ignore[no-untyped-def]
+    db = sqlite3.connect(os.path.join(directory, "raft.db"), isolation_level=None)
+    db.execute("pragma journal_mode=wal")
+    db.execute("pragma synchronous=full")
+    db.execute("create table log(idx integer primary key, term int, data blob)")
+    db.execute("create table hard_state(id int primary key, term int, vote int, commit_index int)")
+
+    def save(first: int, count: int) -> None:
+        db.execute("begin")
+        db.executemany("insert or replace into log values(?,?,?)", [(i, 1, b"x" * 32) for i in range(first, first + count)])
+        db.execute("insert or replace into hard_state values(0,1,1,?)", (first + count - 1,))
+        db.execute("commit")
+
+    return save
+
+
+# -- the whole run -----------------------------------------------------------------------------
+
+
+async def run_system(
+    system: str, entry: Sequence[str], args: argparse.Namespace, base: Path, *, ours: bool
+) -> tuple[list[LoadResult], list[FailoverResult]]:
+    group = LocalGroup(3, base / system.replace(" ", "-"), entry=entry)
+    loads: list[LoadResult] = []
+    try:
+        group.start_all()
+        await group.leader(timeout=30)
+        for _ in range(200):  # warm up connections and code paths
+            await group.propose(incr("warmup"), timeout=30)
+        for proposers in args.proposers:
+            loads.append(await measure_load(system, group, proposers, args.duration))
+        agree, commit = await measure_failover(group, args.trials, wait_for_commit=True)
+    finally:
+        group.stop()
+    failovers = [FailoverResult(system, "a new leader commits", commit)]
+    if not ours:
+        failovers.append(FailoverResult(system, "survivors agree on a leader", agree))
+    return loads, failovers
+
+
+def render(
+    loads: list[LoadResult], failovers: list[FailoverResult], storage: list[tuple[str, int, float, float]], command: str
+) -> tuple[list[Table], str]:
+    """Rich tables for the terminal and the same figures as markdown."""
+    load_table = Table(title="Commits, 3 processes on loopback (latency: client send -> applied result)")
+    for col in ("system", "proposers", "commits/s", "p50 ms", "p99 ms", "elections", "errors", "ours/theirs"):
+        load_table.add_column(col, justify="left" if col == "system" else "right")
+    theirs = {r.proposers: r.commits_per_s for r in loads if r.system == "pysyncobj"}
+    md = [f"Command: `{command}`", "", f"Run at {time.strftime('%Y-%m-%d %H:%M %Z')} on {os.cpu_count()} cores.", ""]
+    md += ["| system | proposers | commits/s | p50 ms | p99 ms | elections | errors | ours/theirs |", "|---" * 8 + "|"]
+    for r in loads:
+        ratio = f"{r.commits_per_s / theirs[r.proposers]:.1f}x" if r.system != "pysyncobj" and theirs.get(r.proposers) else ""
+        cells = [r.system, str(r.proposers), f"{r.commits_per_s:,.0f}", f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}",
+                 str(r.elections), str(r.errors), ratio]  # fmt: skip
+        load_table.add_row(*cells)
+        md.append("| " + " | ".join(cells) + " |")
+    fail_table = Table(title="Leader failover after kill -9 of the leader")
+    for col in ("system", "until", "median s", "min s", "max s", "trials"):
+        fail_table.add_column(col)
+    md += ["", "| system | failover until | median s | min s | max s | trials |", "|---" * 6 + "|"]
+    for f in failovers:
+        cells = [f.system, f.until, f"{f.median:.3f}", f"{min(f.seconds, default=float('nan')):.3f}",
+                 f"{max(f.seconds, default=float('nan')):.3f}", str(len(f.seconds))]  # fmt: skip
+        fail_table.add_row(*cells)
+        md.append("| " + " | ".join(cells) + " |")
+    tables = [load_table, fail_table]
+    if storage:
+        storage_table = Table(title="Storage: one save() per Ready (32-byte entries)")
+        for col in ("format", "entries/save", "µs/save", "entries/s"):
+            storage_table.add_column(col)
+        md += ["", "| storage format | entries/save | µs/save | entries/s |", "|---" * 4 + "|"]
+        for name, batch, micros, rate in storage:
+            cells = [name, str(batch), f"{micros:.0f}", f"{rate:,.0f}"]
+            storage_table.add_row(*cells)
+            md.append("| " + " | ".join(cells) + " |")
+        tables.append(storage_table)
+    return tables, "\n".join(md) + "\n"
+
+
+async def run(args: argparse.Namespace) -> tuple[list[LoadResult], list[FailoverResult]]:
+    loads: list[LoadResult] = []
+    failovers: list[FailoverResult] = []
+    with tempfile.TemporaryDirectory(prefix="pygmy-bench-") as tmp:
+        systems = [("pygmy", ("-m", "pygmy.raft.server"), True)]
+        if not args.skip_pysyncobj:
+            systems.append(("pysyncobj", SYNCOBJ_ENTRY, False))
+        for system, entry, ours in systems:
+            system_loads, system_failovers = await run_system(system, entry, args, Path(tmp), ours=ours)
+            loads += system_loads
+            failovers += system_failovers
+    return loads, failovers
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["syncobj-node"]:
+        syncobj_node(argv[1:])
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per load point")
+    parser.add_argument("--proposers", type=lambda s: [int(x) for x in s.split(",")], default=[1, 64])
+    parser.add_argument("--trials", type=int, default=7, help="leader kills per system")
+    parser.add_argument("--skip-pysyncobj", action="store_true")
+    parser.add_argument("--storage", action="store_true", help="only the storage micro-benchmark")
+    parser.add_argument("--out", default="docs/raft-benchmark.md", help="markdown report; '-' for none")
+    args = parser.parse_args(argv)
+    command = "python -m pygmy.raft.bench" + ("" if not argv else " " + " ".join(argv))
+    storage = measure_storage()
+    loads: list[LoadResult] = []
+    failovers: list[FailoverResult] = []
+    if not args.storage:
+        loads, failovers = asyncio.run(run(args))
+    tables, markdown = render(loads, failovers, storage, command)
+    console = Console()
+    for table in tables:
+        console.print(table)
+    if args.out != "-":
+        Path(args.out).write_text(markdown)
+        console.print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
