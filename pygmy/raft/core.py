@@ -17,16 +17,28 @@ runs); the next `ready()` only holds what is new. Call `ready()` again only afte
 
 from __future__ import annotations
 
+import enum
 import random
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+from pygmy.raft.log import RaftLog
 from pygmy.raft.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
     Entry,
+    EntryKind,
     HardState,
+    InstallSnapshot,
+    InstallSnapshotResponse,
     Message,
+    RequestVote,
+    RequestVoteResponse,
     Role,
     Snapshot,
+    TimeoutNow,
 )
 
 
@@ -81,6 +93,8 @@ class Ready:
     committed: list[Entry] = field(default_factory=list)  # apply in order (only ever committed entries)
     read_states: list[ReadState] = field(default_factory=list)  # serve these reads once applied >= index
     failed_reads: list[int] = field(default_factory=list)  # ctx of reads dropped (leadership lost): retry elsewhere
+    # False when only the commit index changed: the runtime may then write without fsync (it is recomputable).
+    must_sync: bool = False
 
     def is_empty(self) -> bool:
         return not (
@@ -92,6 +106,62 @@ class Ready:
             or self.read_states
             or self.failed_reads
         )
+
+
+class _Replication(enum.Enum):
+    PROBE = "probe"  # one AppendEntries at a time until the follower's match is found
+    REPLICATE = "replicate"  # optimistic: stream entries without waiting, bounded in flight
+    SNAPSHOT = "snapshot"  # an InstallSnapshot is on its way; send nothing else
+
+
+@dataclass
+class _Progress:
+    """What the leader knows about one follower's log."""
+
+    match: int = 0
+    next: int = 1
+    state: _Replication = _Replication.PROBE
+    probe_sent: bool = False
+    inflight: deque[int] = field(default_factory=deque)  # last index of each unacknowledged AppendEntries
+    ticks_without_ack: int = 0
+    snapshot_ticks: int = 0
+    heartbeat_acked: int = 0  # highest heartbeat_seq echoed back in this term (ReadIndex)
+    commit_sent: int = 0  # the follower was told it may commit up to here
+
+    def become_probe(self, next_index: int) -> None:
+        self.state = _Replication.PROBE
+        self.next = max(self.match + 1, next_index)
+        self.probe_sent = False
+        self.inflight.clear()
+        self.ticks_without_ack = 0
+
+    def become_replicate(self) -> None:
+        self.state = _Replication.REPLICATE
+        self.next = self.match + 1
+        self.inflight.clear()
+        self.ticks_without_ack = 0
+
+    def acknowledge(self, index: int) -> bool:
+        """A follower confirmed it matches up to `index`; True if that is news."""
+        while self.inflight and self.inflight[0] <= index:
+            self.inflight.popleft()
+        self.ticks_without_ack = 0
+        if index <= self.match:
+            return False
+        self.match = index
+        self.next = max(self.next, index + 1)
+        return True
+
+
+@dataclass
+class _PendingRead:
+    ctx: int
+    index: int = 0
+    seq: int = 0  # heartbeat round confirming leadership; 0 = not started (no entry of this term committed yet)
+
+
+# Planted mistakes for the simulator's self-test (see tests/raft/test_simulation.py).
+KNOWN_BUGS = frozenset({"commit_old_term_by_counting", "vote_before_persist", "apply_before_commit"})
 
 
 class RaftCore:
@@ -116,15 +186,68 @@ class RaftCore:
         reflects (default: the snapshot's index, i.e. the state machine was restored from the snapshot and
         committed entries after it are handed out again for applying). `bugs` plants known mistakes (tests only).
         """
-        raise NotImplementedError
+        if unknown := set(bugs) - KNOWN_BUGS:
+            raise ValueError(f"unknown planted bugs: {sorted(unknown)}")
+        self.id = node_id
+        self.members = tuple(sorted(set(members)))
+        self.peers = tuple(m for m in self.members if m != node_id)
+        self.quorum = len(self.members) // 2 + 1
+        self.config = config
+        self.rng = rng
+        self.bugs = frozenset(bugs)
+
+        self.log = RaftLog(snapshot, entries)
+        self.term = hard_state.term
+        self.vote = hard_state.vote
+        self.commit = min(max(hard_state.commit, self.log.snapshot.index), self.log.last_index())
+        self.applied = self.log.snapshot.index if applied is None else applied
+        self._applying_to = self.applied  # committed entries up to here were handed out to apply
+        self._handed_hard_state = hard_state
+        self._vote_hidden = False  # planted bug "vote_before_persist"
+
+        self.role = Role.FOLLOWER
+        self.leader: int | None = None
+        self._election_elapsed = 0
+        self._heartbeat_elapsed = 0
+        self._election_timeout = self._random_timeout()
+        self._votes: dict[int, bool] = {}
+        self._progress: dict[int, _Progress] = {}
+        self._recent_active: set[int] = set()
+        self._heartbeat_seq = 0
+        self._pending_reads: list[_PendingRead] = []
+        self._transfer_target: int | None = None
+        self._transfer_elapsed = 0
+
+        self._messages: list[Message] = []
+        self._read_states: list[ReadState] = []
+        self._failed_reads: list[int] = []
+        self._pending_snapshot: Snapshot | None = None
+
+    # -- inputs ------------------------------------------------------------------------------------------
 
     def tick(self) -> None:
         """Advance logical time by one tick: election timeouts, heartbeats, check-quorum."""
-        raise NotImplementedError
+        if self.role is Role.LEADER:
+            self._tick_leader()
+        else:
+            self._election_elapsed += 1
+            if self._election_elapsed >= self._election_timeout and self.id in self.members:
+                self._campaign(transfer=False)
 
     def step(self, message: Message) -> None:
         """Handle one message from a peer."""
-        raise NotImplementedError
+        if message.dst != self.id or message.src not in self.peers:
+            return
+        if message.term > self.term:
+            if not self._accept_higher_term(message):
+                return
+        elif message.term < self.term:
+            self._answer_stale(message)
+            return  # replies (and requests) from older terms say nothing about the current one
+        if self.role is Role.LEADER and message.term == self.term:
+            self._recent_active.add(message.src)
+        handler = self._handlers[type(message)]
+        handler(self, message)
 
     def propose(self, data: bytes) -> tuple[int, int]:
         """Append a command; return its (index, term). Raises NotLeader.
@@ -132,33 +255,519 @@ class RaftCore:
         The proposal took effect iff the entry committed at `index` has `term` (the runtime sees that in
         `Ready.committed`). Many proposals before one `ready()` share one Ready (one fsync).
         """
-        raise NotImplementedError
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader)
+        if self._transfer_target is not None:
+            raise NotLeader(self._transfer_target)  # a transfer is under way: send it to the next leader
+        index = self._append_local(EntryKind.COMMAND, data)
+        self._broadcast_append()
+        return index, self.term
 
     def read_index(self, ctx: int) -> None:
         """Start a linearizable read (ReadIndex). Its ReadState appears in a later Ready. Raises NotLeader."""
-        raise NotImplementedError
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader)
+        self._pending_reads.append(_PendingRead(ctx))
+        self._start_read_rounds()
+        self._release_confirmed_reads()
 
     def transfer_leadership(self, target: int) -> None:
         """Hand leadership to `target` (catch it up, then TimeoutNow). Raises NotLeader."""
-        raise NotImplementedError
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader)
+        if target == self.id:
+            return
+        if target not in self.peers:
+            raise ValueError(f"{target} is not a member")
+        self._transfer_target = target
+        self._transfer_elapsed = 0
+        if self._progress[target].match == self.log.last_index():
+            self._send(TimeoutNow(self.id, target, self.term))
+        else:
+            self._send_append(target)
 
     def compact(self, snapshot: Snapshot) -> None:
         """The state machine was snapshotted at an applied index: drop the log up to it."""
-        raise NotImplementedError
+        if snapshot.index > self.applied:
+            raise ValueError(f"snapshot at {snapshot.index} is beyond applied {self.applied}")
+        self.log.compact(snapshot)
+
+    # -- output ------------------------------------------------------------------------------------------
 
     def has_ready(self) -> bool:
-        raise NotImplementedError
+        return bool(
+            self._messages
+            or self._read_states
+            or self._failed_reads
+            or self._pending_snapshot is not None
+            or self.log.last_index() > self.log.handed_to
+            or self._hard_state() != self._handed_hard_state
+            or self._apply_limit() > self._applying_to
+        )
 
     def ready(self) -> Ready:
-        raise NotImplementedError
+        hard_state = self._hard_state()
+        changed = hard_state != self._handed_hard_state
+        entries = self.log.unpersisted()
+        previous = self._handed_hard_state
+        rd = Ready(
+            hard_state=hard_state if changed else None,
+            snapshot=self._pending_snapshot,
+            entries=entries,
+            messages=self._messages,
+            read_states=self._read_states,
+            failed_reads=self._failed_reads,
+        )
+        rd.must_sync = bool(entries or rd.snapshot or (previous.term, previous.vote) != (hard_state.term, hard_state.vote))
+        self._handed_hard_state = hard_state
+        self.log.handed_to = self.log.last_index()
+        self._pending_snapshot = None
+        self._messages, self._read_states, self._failed_reads = [], [], []
+        first = max(self._applying_to, rd.snapshot.index if rd.snapshot else 0) + 1
+        rd.committed = self.log.slice(first, self._apply_limit())
+        if rd.committed:
+            self._applying_to = rd.committed[-1].index
+        elif rd.snapshot:
+            self._applying_to = max(self._applying_to, rd.snapshot.index)
+        return rd
 
     def advance(self, ready: Ready) -> None:
         """The runtime has persisted, sent and applied everything that `ready` held."""
-        raise NotImplementedError
+        if ready.snapshot is not None:
+            self.applied = max(self.applied, ready.snapshot.index)
+        if ready.committed:
+            self.applied = max(self.applied, ready.committed[-1].index)
+        if ready.entries:
+            self.log.mark_persisted(ready.entries[-1])
+            if self.role is Role.LEADER and self._maybe_commit():
+                self._broadcast_commit()
 
     def status(self) -> Status:
-        raise NotImplementedError
+        return Status(
+            id=self.id,
+            role=self.role,
+            term=self.term,
+            leader=self.leader,
+            commit=self.commit,
+            applied=self.applied,
+            last_index=self.log.last_index(),
+            snapshot_index=self.log.snapshot.index,
+        )
 
     def term_at(self, index: int) -> int | None:
         """Term of the entry at `index` (the snapshot's term at its index); None if unknown or compacted."""
-        raise NotImplementedError
+        return self.log.term_at(index)
+
+    def _hard_state(self) -> HardState:
+        vote = None if self._vote_hidden else self.vote
+        return HardState(self.term, vote, self.commit)
+
+    def _apply_limit(self) -> int:
+        if "apply_before_commit" in self.bugs:
+            return self.log.last_index()  # planted bug: hands out entries nobody has agreed on yet
+        return self.commit
+
+    def _send(self, message: Message) -> None:
+        self._messages.append(message)
+
+    # -- roles -------------------------------------------------------------------------------------------
+
+    def _random_timeout(self) -> int:
+        ticks = self.config.election_ticks
+        return ticks + self.rng.randrange(ticks)
+
+    def _set_term(self, term: int) -> None:
+        if term != self.term:
+            self.term = term
+            self.vote = None
+            self._vote_hidden = False
+
+    def _reset(self, term: int) -> None:
+        self._set_term(term)
+        self.leader = None
+        self._election_elapsed = 0
+        self._heartbeat_elapsed = 0
+        self._election_timeout = self._random_timeout()
+        self._votes = {}
+        self._progress = {}
+        self._recent_active = set()
+        self._transfer_target = None
+        self._failed_reads.extend(read.ctx for read in self._pending_reads)
+        self._pending_reads = []
+
+    def _become_follower(self, term: int, leader: int | None) -> None:
+        self._reset(term)
+        self.role = Role.FOLLOWER
+        self.leader = leader
+
+    def _campaign(self, *, transfer: bool) -> None:
+        if self.config.pre_vote and not transfer:
+            self._become_pre_candidate()
+        else:
+            self._become_candidate(transfer=transfer)
+
+    def _become_pre_candidate(self) -> None:
+        # A pre-vote asks "would you vote for me?" without touching anyone's term, so a node cut off from
+        # the cluster cannot disrupt it with an ever-growing term when it returns (thesis §9.6).
+        self._reset(self.term)
+        self.role = Role.PRE_CANDIDATE
+        self._request_votes(self.term + 1, pre_vote=True, transfer=False)
+
+    def _become_candidate(self, *, transfer: bool) -> None:
+        self._reset(self.term + 1)
+        self.role = Role.CANDIDATE
+        self.vote = self.id
+        self._request_votes(self.term, pre_vote=False, transfer=transfer)
+
+    def _request_votes(self, term: int, *, pre_vote: bool, transfer: bool) -> None:
+        self._votes = {self.id: True}
+        if self._tally_votes():
+            return
+        last_index, last_term = self.log.last_index(), self.log.last_term()
+        for peer in self.peers:
+            self._send(RequestVote(self.id, peer, term, last_index, last_term, pre_vote=pre_vote, transfer=transfer))
+
+    def _tally_votes(self) -> bool:
+        """Act on a decided election; True if it is decided."""
+        granted = sum(self._votes.values())
+        if granted >= self.quorum:
+            if self.role is Role.PRE_CANDIDATE:
+                self._become_candidate(transfer=False)
+            else:
+                self._become_leader()
+            return True
+        if len(self._votes) - granted >= self.quorum:
+            self._become_follower(self.term, None)
+            return True
+        return False
+
+    def _become_leader(self) -> None:
+        self._reset(self.term)
+        self.role = Role.LEADER
+        self.leader = self.id
+        for peer in self.peers:
+            self._progress[peer] = _Progress(next=self.log.last_index() + 1)
+        # An entry of the new term lets the leader commit (and so learn the commit index of) earlier terms.
+        self._append_local(EntryKind.NOOP, b"")
+        self._broadcast_append()
+
+    def _append_local(self, kind: int, data: bytes) -> int:
+        index = self.log.last_index() + 1
+        self.log.append([Entry(self.term, index, kind, data)])
+        return index
+
+    # -- terms -------------------------------------------------------------------------------------------
+
+    def _in_lease(self) -> bool:
+        """Heard from a live leader within the minimum election timeout (check-quorum keeps that honest)."""
+        return (
+            self.config.check_quorum
+            and self.leader is not None
+            and self._election_elapsed < self.config.election_ticks
+        )
+
+    def _accept_higher_term(self, m: Message) -> bool:
+        """A message from a higher term; False if it is to be ignored altogether."""
+        if isinstance(m, RequestVote):
+            if self._in_lease() and not m.transfer:
+                return False  # a leader is alive: don't let a partitioned node depose it
+            if m.pre_vote:
+                return True  # pre-votes never change terms
+        elif isinstance(m, RequestVoteResponse) and m.pre_vote and m.granted:
+            return True  # carries the term the pre-candidate *would* use
+        leader = m.src if isinstance(m, AppendEntries | InstallSnapshot) else None
+        self._become_follower(m.term, leader)
+        return True
+
+    def _answer_stale(self, m: Message) -> None:
+        if isinstance(m, AppendEntries | InstallSnapshot):
+            # A deposed leader may never learn the new term otherwise (pre-vote keeps others from reaching it).
+            self._send(AppendEntriesResponse(self.id, m.src, self.term, success=False))
+        elif isinstance(m, RequestVote) and m.pre_vote:
+            self._send(RequestVoteResponse(self.id, m.src, self.term, granted=False, pre_vote=True))
+
+    # -- elections ---------------------------------------------------------------------------------------
+
+    def _on_request_vote(self, m: RequestVote) -> None:
+        up_to_date = self.log.is_up_to_date(m.last_log_term, m.last_log_index)
+        if m.pre_vote:
+            can_vote = m.term > self.term
+        else:
+            can_vote = self.vote == m.src or (self.vote is None and self.leader is None)
+        if not (can_vote and up_to_date):
+            self._send(RequestVoteResponse(self.id, m.src, self.term, granted=False, pre_vote=m.pre_vote))
+            return
+        if not m.pre_vote:
+            self.vote = m.src
+            self._election_elapsed = 0
+            self._vote_hidden = "vote_before_persist" in self.bugs
+        # The grant sits in the same Ready as the hard state holding the vote, so it goes out only once durable.
+        self._send(RequestVoteResponse(self.id, m.src, m.term, granted=True, pre_vote=m.pre_vote))
+
+    def _on_request_vote_response(self, m: RequestVoteResponse) -> None:
+        expected = Role.PRE_CANDIDATE if m.pre_vote else Role.CANDIDATE
+        if self.role is not expected:
+            return
+        if m.pre_vote and m.granted and m.term != self.term + 1:
+            return
+        self._votes.setdefault(m.src, m.granted)
+        self._tally_votes()
+
+    def _on_timeout_now(self, m: TimeoutNow) -> None:
+        if self.role is not Role.LEADER:
+            self._campaign(transfer=True)
+
+    # -- replication: follower side ------------------------------------------------------------------------
+
+    def _hear_from_leader(self, leader: int) -> None:
+        if self.role is not Role.FOLLOWER:
+            self._become_follower(self.term, leader)
+        self.leader = leader
+        self._election_elapsed = 0
+
+    def _on_append_entries(self, m: AppendEntries) -> None:
+        self._hear_from_leader(m.src)
+        prev, prev_term, entries = m.prev_log_index, m.prev_log_term, m.entries
+        last_matched = m.prev_log_index + len(m.entries)
+        if prev < self.log.snapshot.index:
+            # Everything up to our snapshot is committed, so it matches the leader's log: skip it.
+            skip = self.log.snapshot.index - prev
+            entries = entries[skip:]
+            prev, prev_term = self.log.snapshot.index, self.log.snapshot.term
+        if self.log.term_at(prev) != prev_term:
+            self._reject_append(m)
+            return
+        self.log.merge(entries, self.commit)
+        # Only entries this message matched are known to agree with the leader's log (copycat #265).
+        self._advance_commit(min(m.leader_commit, last_matched))
+        self._send(
+            AppendEntriesResponse(
+                self.id, m.src, self.term, success=True, match_index=last_matched, heartbeat_seq=m.heartbeat_seq
+            )
+        )
+
+    def _reject_append(self, m: AppendEntries) -> None:
+        prev = m.prev_log_index
+        if prev > self.log.last_index():
+            conflict_index, conflict_term = self.log.last_index() + 1, 0
+        else:
+            conflict_term = self.log.term_at(prev) or 0
+            conflict_index = self.log.first_index_of_term_at(prev)
+        self._send(
+            AppendEntriesResponse(
+                self.id,
+                m.src,
+                self.term,
+                success=False,
+                conflict_index=conflict_index,
+                conflict_term=conflict_term,
+                heartbeat_seq=m.heartbeat_seq,
+                reject_index=prev,
+            )
+        )
+
+    def _advance_commit(self, index: int) -> None:
+        # The commit index never decreases (PySyncObj #166).
+        if index > self.commit:
+            self.commit = index
+
+    def _on_install_snapshot(self, m: InstallSnapshot) -> None:
+        self._hear_from_leader(m.src)
+        snap = m.snapshot
+        if snap.index > self.commit:
+            if self.log.term_at(snap.index) == snap.term:
+                self.commit = snap.index  # we hold that entry already: keep the log, just commit up to it
+            else:
+                self.log.restore(snap)
+                self.commit = snap.index
+                self._applying_to = max(self._applying_to, snap.index)
+                self._pending_snapshot = snap
+        self._send(InstallSnapshotResponse(self.id, m.src, self.term, self.commit, heartbeat_seq=m.heartbeat_seq))
+
+    # -- replication: leader side --------------------------------------------------------------------------
+
+    def _tick_leader(self) -> None:
+        self._election_elapsed += 1
+        self._heartbeat_elapsed += 1
+        if self._transfer_target is not None:
+            self._transfer_elapsed += 1
+            if self._transfer_elapsed >= self.config.election_ticks:
+                self._transfer_target = None  # the target never took over: carry on leading
+        if self._election_elapsed >= self.config.election_ticks:
+            self._election_elapsed = 0
+            if self.config.check_quorum and len(self._recent_active) + 1 < self.quorum:
+                self._become_follower(self.term, None)  # cut off from a quorum: stop serving as leader
+                return
+            self._recent_active = set()
+        for peer in self.peers:
+            self._watch_replication(self._progress[peer])
+        if self._heartbeat_elapsed >= self.config.heartbeat_ticks:
+            self._heartbeat_elapsed = 0
+            self._broadcast_heartbeat()
+
+    def _watch_replication(self, pr: _Progress) -> None:
+        """Recover from lost messages: a stream that stays unacknowledged, or a lost snapshot, is retried."""
+        patience = max(2, self.config.election_ticks // 2)
+        if pr.state is _Replication.REPLICATE and pr.inflight:
+            pr.ticks_without_ack += 1
+            if pr.ticks_without_ack >= patience:
+                pr.become_probe(pr.match + 1)
+        elif pr.state is _Replication.SNAPSHOT:
+            pr.snapshot_ticks += 1
+            if pr.snapshot_ticks >= self.config.election_ticks:
+                pr.become_probe(pr.match + 1)
+
+    def _broadcast_heartbeat(self) -> None:
+        """Assert leadership, spread the commit index and, via heartbeat_seq, confirm pending reads."""
+        for peer in self.peers:
+            self._send_heartbeat(peer, self._progress[peer])
+
+    def _send_heartbeat(self, peer: int, pr: _Progress) -> None:
+        prev_term = self.log.term_at(pr.match)
+        prev = pr.match if prev_term is not None else 0
+        # Point at what the follower is known to hold: it then commits up to min(match, commit), no further.
+        self._send(AppendEntries(self.id, peer, self.term, prev, prev_term or 0, (), self.commit, self._heartbeat_seq))
+        pr.commit_sent = max(pr.commit_sent, min(prev, self.commit))
+
+    def _send_commit(self, peer: int, pr: _Progress) -> None:
+        """Tell a follower about commits it can apply, unless it already heard."""
+        if min(pr.match, self.commit) > pr.commit_sent:
+            self._send_heartbeat(peer, pr)
+
+    def _broadcast_commit(self) -> None:
+        for peer in self.peers:
+            self._send_commit(peer, self._progress[peer])
+
+    def _broadcast_append(self) -> None:
+        for peer in self.peers:
+            self._send_append(peer)
+
+    def _send_append(self, peer: int) -> None:
+        """Send the follower what it lacks, as far as its replication state allows."""
+        pr = self._progress[peer]
+        while True:
+            if pr.state is _Replication.SNAPSHOT or (pr.state is _Replication.PROBE and pr.probe_sent):
+                return
+            if pr.state is _Replication.REPLICATE and len(pr.inflight) >= self.config.max_inflight_messages:
+                return
+            prev = pr.next - 1
+            prev_term = self.log.term_at(prev)
+            if prev_term is None:
+                self._send_snapshot(peer, pr)
+                return
+            last = min(self.log.last_index(), prev + self.config.max_entries_per_message)
+            entries = tuple(self.log.slice(pr.next, last))
+            if pr.state is _Replication.REPLICATE and not entries:
+                return
+            self._send(AppendEntries(self.id, peer, self.term, prev, prev_term, entries, self.commit, self._heartbeat_seq))
+            if pr.state is _Replication.PROBE:
+                pr.probe_sent = True  # one probe at a time until we know where the logs agree
+                return
+            pr.next = last + 1
+            pr.inflight.append(last)
+
+    def _send_snapshot(self, peer: int, pr: _Progress) -> None:
+        pr.state = _Replication.SNAPSHOT
+        pr.snapshot_ticks = 0
+        pr.inflight.clear()
+        self._send(InstallSnapshot(self.id, peer, self.term, self.log.snapshot, self._heartbeat_seq))
+
+    def _on_append_response(self, m: AppendEntriesResponse) -> None:
+        if self.role is not Role.LEADER:
+            return
+        pr = self._progress[m.src]
+        self._note_heartbeat_ack(pr, m.heartbeat_seq)
+        if m.success:
+            self._on_match(m.src, pr, m.match_index)
+        elif self._is_fresh_rejection(pr, m.reject_index):
+            pr.become_probe(min(self._next_after_conflict(m), m.reject_index))
+            self._send_append(m.src)
+
+    def _is_fresh_rejection(self, pr: _Progress, reject_index: int) -> bool:
+        if reject_index <= pr.match:
+            return False  # rejects something we already know matches: reordered or duplicated
+        return pr.state is _Replication.REPLICATE or reject_index == pr.next - 1
+
+    def _next_after_conflict(self, m: AppendEntriesResponse) -> int:
+        """Skip a whole conflicting term per round trip instead of one entry (Raft §5.3, fast backtracking)."""
+        if m.conflict_term:
+            last = self.log.last_index_of_term(m.conflict_term)
+            if last is not None:
+                return last + 1
+        return m.conflict_index
+
+    def _on_install_snapshot_response(self, m: InstallSnapshotResponse) -> None:
+        if self.role is not Role.LEADER:
+            return
+        pr = self._progress[m.src]
+        self._note_heartbeat_ack(pr, m.heartbeat_seq)
+        if pr.state is _Replication.SNAPSHOT:
+            pr.become_probe(m.match_index + 1)
+        self._on_match(m.src, pr, m.match_index)
+
+    def _on_match(self, peer: int, pr: _Progress, index: int) -> None:
+        news = pr.acknowledge(index)
+        if pr.state is _Replication.PROBE:
+            if index >= pr.next - 1:
+                pr.become_replicate()  # found where our logs agree: stream from here
+            else:
+                pr.probe_sent = False  # an answer to something else (a heartbeat): the probe may be lost, resend
+        if news and self._maybe_commit():
+            self._broadcast_commit()
+        self._send_append(peer)
+        self._send_commit(peer, pr)
+        if peer == self._transfer_target and pr.match == self.log.last_index():
+            self._send(TimeoutNow(self.id, peer, self.term))
+
+    def _maybe_commit(self) -> bool:
+        """Commit the highest index a quorum holds, if it is of this term (Raft §5.4.2, PySyncObj #169)."""
+        matches = sorted([self.log.persisted_to, *(self._progress[p].match for p in self.peers)], reverse=True)
+        index = matches[self.quorum - 1]
+        if index <= self.commit:
+            return False
+        if self.log.term_at(index) != self.term and "commit_old_term_by_counting" not in self.bugs:
+            return False  # an older term's entry commits only under an entry of this term
+        self.commit = index
+        self._start_read_rounds()
+        self._release_confirmed_reads()
+        return True
+
+    # -- ReadIndex -----------------------------------------------------------------------------------------
+
+    def _start_read_rounds(self) -> None:
+        """Give waiting reads a read index and a heartbeat round, once an entry of this term is committed."""
+        if self.log.term_at(self.commit) != self.term:
+            return
+        waiting = [read for read in self._pending_reads if read.seq == 0]
+        if not waiting:
+            return
+        self._heartbeat_seq += 1
+        for read in waiting:
+            read.index, read.seq = self.commit, self._heartbeat_seq
+        if self.peers:
+            self._broadcast_heartbeat()
+
+    def _note_heartbeat_ack(self, pr: _Progress, seq: int) -> None:
+        if seq > pr.heartbeat_acked:
+            pr.heartbeat_acked = seq
+            self._release_confirmed_reads()
+
+    def _release_confirmed_reads(self) -> None:
+        """Serve reads whose round a quorum acknowledged: we were still the leader when they arrived."""
+        while self._pending_reads and self._pending_reads[0].seq:
+            read = self._pending_reads[0]
+            acks = 1 + sum(1 for p in self.peers if self._progress[p].heartbeat_acked >= read.seq)
+            if acks < self.quorum:
+                return
+            self._pending_reads.pop(0)
+            self._read_states.append(ReadState(read.ctx, read.index))
+
+    _handlers: dict[type, Callable[[RaftCore, Any], None]] = {
+        RequestVote: _on_request_vote,
+        RequestVoteResponse: _on_request_vote_response,
+        AppendEntries: _on_append_entries,
+        AppendEntriesResponse: _on_append_response,
+        InstallSnapshot: _on_install_snapshot,
+        InstallSnapshotResponse: _on_install_snapshot_response,
+        TimeoutNow: _on_timeout_now,
+    }
