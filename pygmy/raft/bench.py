@@ -168,7 +168,6 @@ def syncobj_node(argv: Sequence[str]) -> None:
                 raftMaxTimeout=0.3,
                 journalFile=os.path.join(args.data_dir, "journal"),
                 fullDumpFile=os.path.join(args.data_dir, "dump"),
-                password=args.secret,
             )
             others = [a for i, a in address.items() if i != args.id]
             super().__init__(address[args.id], others, conf)

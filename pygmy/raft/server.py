@@ -75,40 +75,64 @@ def parse_peers(text: str) -> dict[int, tuple[str, int]]:
     return peers
 
 
-async def _answer(group: RaftGroup, op: str, payload: bytes) -> tuple[str, bytes, int | None]:
-    try:
-        if op == "propose":
-            return "ok", await asyncio.wait_for(group.propose(payload), REQUEST_TIMEOUT), None
-        if op == "read":
-            return "ok", await asyncio.wait_for(group.read(payload), REQUEST_TIMEOUT), None
-        if op == "local_read":  # this replica's state as it is, not linearizable (tests look at followers)
-            return "ok", group.state_machine.query(payload), None
-        if op == "status":
-            s = group.status()
-            status = [s.id, s.role.value, s.term, s.leader, s.commit, s.applied, s.last_index, s.snapshot_index]
-            return "ok", msgspec.msgpack.encode(status), s.leader
-        return "error", f"unknown op {op!r}".encode(), None
-    except NotLeader as exc:
-        return "not_leader", b"", exc.leader
-    except ProposalDropped as exc:
-        return "dropped", str(exc).encode(), None
-    except asyncio.TimeoutError:
-        return "timeout", b"", group.status().leader
+class _ClientConnection:
+    """One client connection: requests are answered from future callbacks, not a task each, and the
+    answers ready in one loop iteration leave in one write."""
+
+    def __init__(self, group: RaftGroup, writer: asyncio.StreamWriter) -> None:
+        self.group = group
+        self.writer = writer
+        self.loop = asyncio.get_running_loop()
+        self.out: list[bytes] = []
+
+    def request(self, request_id: int, op: str, payload: bytes) -> None:
+        group = self.group
+        try:
+            if op in ("propose", "read"):
+                future = group.submit(payload) if op == "propose" else group.submit_read(payload)
+                timer = self.loop.call_later(REQUEST_TIMEOUT, future.cancel)
+                future.add_done_callback(lambda f: self._settled(request_id, f, timer))
+            elif op == "local_read":  # this replica's state as it is, not linearizable (tests look at followers)
+                self.answer(request_id, "ok", group.state_machine.query(payload), None)
+            elif op == "status":
+                s = group.status()
+                fields = [s.id, s.role.value, s.term, s.leader, s.commit, s.applied, s.last_index, s.snapshot_index]
+                self.answer(request_id, "ok", msgspec.msgpack.encode(fields), s.leader)
+            else:
+                self.answer(request_id, "error", f"unknown op {op!r}".encode(), None)
+        except NotLeader as exc:
+            self.answer(request_id, "not_leader", b"", exc.leader)
+
+    def _settled(self, request_id: int, future: asyncio.Future[bytes], timer: asyncio.TimerHandle) -> None:
+        timer.cancel()
+        if future.cancelled():
+            self.answer(request_id, "timeout", b"", self.group.status().leader)
+        elif isinstance(exc := future.exception(), NotLeader):
+            self.answer(request_id, "not_leader", b"", exc.leader)
+        elif isinstance(exc, ProposalDropped):
+            self.answer(request_id, "dropped", str(exc).encode(), None)
+        elif exc is not None:
+            self.answer(request_id, "error", repr(exc).encode(), None)
+        else:
+            self.answer(request_id, "ok", future.result(), None)
+
+    def answer(self, request_id: int, code: str, payload: bytes, leader: int | None) -> None:
+        if not self.out:
+            self.loop.call_soon(self._flush)
+        self.out.append(pack_frame(msgspec.msgpack.encode([request_id, code, payload, leader])))
+
+    def _flush(self) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(b"".join(self.out))
+        self.out.clear()
 
 
 async def serve_clients(group: RaftGroup, host: str, port: int) -> asyncio.Server:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        async def one(request_id: int, op: str, payload: bytes) -> None:
-            code, result, leader = await _answer(group, op, payload)
-            writer.write(pack_frame(msgspec.msgpack.encode([request_id, code, result, leader])))
-
-        tasks: set[asyncio.Task[None]] = set()
+        connection = _ClientConnection(group, writer)
         try:
             while True:
-                request_id, op, payload = msgspec.msgpack.decode(await read_frame(reader))
-                task = asyncio.create_task(one(request_id, op, payload))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
+                connection.request(*msgspec.msgpack.decode(await read_frame(reader)))
         except (OSError, asyncio.IncompleteReadError):
             pass
         except asyncio.CancelledError:
@@ -127,6 +151,7 @@ class RaftClient:
         self._writer = writer
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[tuple[str, bytes, int | None]]] = {}
+        self._out: list[bytes] = []
         self._receiver = asyncio.create_task(self._receive())
 
     @classmethod
@@ -138,8 +163,16 @@ class RaftClient:
         request_id = next(self._ids)
         future: asyncio.Future[tuple[str, bytes, int | None]] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
-        self._writer.write(pack_frame(msgspec.msgpack.encode([request_id, op, payload])))
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._out.append(pack_frame(msgspec.msgpack.encode([request_id, op, payload])))
         return await future
+
+    def _flush(self) -> None:
+        # Requests made in one loop iteration leave in one write.
+        if not self._writer.is_closing():
+            self._writer.write(b"".join(self._out))
+        self._out.clear()
 
     async def status(self) -> dict[str, Any]:
         _, payload, _ = await self.call("status")
