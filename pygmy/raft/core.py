@@ -145,9 +145,9 @@ class _Progress:
         """A follower confirmed it matches up to `index`; True if that is news."""
         while self.inflight and self.inflight[0] <= index:
             self.inflight.popleft()
-        self.ticks_without_ack = 0
         if index <= self.match:
             return False
+        self.ticks_without_ack = 0
         self.match = index
         self.next = max(self.next, index + 1)
         return True

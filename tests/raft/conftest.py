@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 
 import pytest
 
-from pygmy.raft.core import RaftConfig, RaftCore, Ready
+from pygmy.raft.core import RaftConfig, RaftCore, Ready, ReadState
 from pygmy.raft.messages import Entry, HardState, Message, Role, Snapshot
 
 CONFIG = RaftConfig(election_ticks=10, heartbeat_ticks=1, pre_vote=True, check_quorum=True)
@@ -41,6 +41,7 @@ class Cluster:
         self.cores = {i: make_core(i, ids, config) for i in ids}
         self.queue: list[Message] = []
         self.applied: dict[int, list[Entry]] = {i: [] for i in ids}
+        self.read_states: dict[int, list[ReadState]] = {i: [] for i in ids}
         self.cut: Callable[[Message], bool] = lambda m: False
 
     def __getitem__(self, node: int) -> RaftCore:
@@ -50,6 +51,7 @@ class Cluster:
         rd = drain(self.cores[node])
         self.queue += rd.messages
         self.applied[node] += rd.committed
+        self.read_states[node] += rd.read_states
         return rd
 
     def run(self, limit: int = 10_000) -> None:
