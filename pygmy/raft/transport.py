@@ -142,6 +142,9 @@ class _Outbox:
                 if not self.queue:
                     self.wake.clear()
                     await self.wake.wait()
+                if reader.at_eof() or writer.is_closing():
+                    # The peer closed (e.g. it was killed): asyncio would drop our writes silently.
+                    raise ConnectionResetError(f"node {self.peer_id} closed the connection")
                 batch = list(self.queue)
                 self.queue.clear()
                 writer.write(pack_frame(_encode_batch(batch)))

@@ -77,6 +77,10 @@ async def test_kill_9_of_the_leader_elects_a_new_one_that_keeps_every_committed_
     assert second != first
     # All 20 acknowledged increments survived: the next one answers 21.
     assert msgspec.msgpack.decode(await group.propose(incr("sold"))) == 21
+    # The old leader comes back as a follower of the new one and catches up.
+    group.start(first)
+    await wait_for_value(group, first, "sold", 21)
+    assert await group.leader() == second
 
 
 async def test_a_restarted_member_catches_up_from_its_data_dir(group: LocalGroup) -> None:
