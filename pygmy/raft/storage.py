@@ -107,6 +107,10 @@ class RaftStorage:
         return PersistedState(self._hard_state, self._snapshot, tuple(self._entries))
 
     @property
+    def hard_state(self) -> HardState:
+        return self._hard_state
+
+    @property
     def last_index(self) -> int:
         return self._entries[-1].index if self._entries else self._snapshot.index
 

@@ -104,7 +104,11 @@ async def server_handshake(
 
 
 class _Outbox:
-    """The messages waiting for one peer, and the task that keeps a connection to it and sends them."""
+    """The messages waiting for one peer, and the task that keeps a connection to it.
+
+    Messages are written by `flush()`, synchronously, as soon as the caller says a batch is complete
+    (the runtime does after each Ready) or, failing that, by the task when it next runs.
+    """
 
     def __init__(self, transport: Transport, peer_id: int, address: tuple[str, int]) -> None:
         self.transport = transport
@@ -114,10 +118,27 @@ class _Outbox:
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.backoff = MIN_BACKOFF
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None  # set while connected and authenticated
 
     def put(self, message: Message) -> None:
         self.queue.append(message)
         self.wake.set()
+
+    def flush(self) -> None:
+        """Write everything queued as one frame, now, if connected."""
+        if not self.queue or self._writer is None or self._reader is None:
+            return
+        if self._reader.at_eof() or self._writer.is_closing():
+            # The peer closed (e.g. it was killed): asyncio would drop our writes silently.
+            self._writer = None
+            self.wake.set()  # the task notices and reconnects
+            return
+        batch = list(self.queue)
+        self.queue.clear()
+        self._writer.write(pack_frame(_encode_batch(batch)))
+        self.transport.frames_sent += 1
+        self.transport.messages_sent += len(batch)
 
     async def run(self) -> None:
         while True:
@@ -138,20 +159,18 @@ class _Outbox:
             await asyncio.wait_for(
                 client_handshake(reader, writer, t.secret, t.node_id, self.peer_id), HANDSHAKE_TIMEOUT
             )
+            self.backoff = MIN_BACKOFF  # connected: the next failure starts waiting from the bottom again
+            self._reader, self._writer = reader, writer
             while True:
                 if not self.queue:
                     self.wake.clear()
                     await self.wake.wait()
-                if reader.at_eof() or writer.is_closing():
-                    # The peer closed (e.g. it was killed): asyncio would drop our writes silently.
+                self.flush()
+                if self._writer is None:
                     raise ConnectionResetError(f"node {self.peer_id} closed the connection")
-                batch = list(self.queue)
-                self.queue.clear()
-                writer.write(pack_frame(_encode_batch(batch)))
-                await writer.drain()
-                t.frames_sent += 1
-                t.messages_sent += len(batch)
+                await writer.drain()  # backpressure: a slow peer holds messages here, bounded
         finally:
+            self._reader = self._writer = None
             writer.close()
 
 
@@ -186,9 +205,15 @@ class Transport:
             outbox.task = asyncio.create_task(outbox.run(), name=f"raft-send-{outbox.peer_id}")
 
     def send(self, message: Message) -> None:
+        """Queue `message`; it leaves at the next `flush()` or when the peer's task next runs."""
         outbox = self._outboxes.get(message.dst)
         if outbox is not None:
             outbox.put(message)
+
+    def flush(self) -> None:
+        """Write what is queued for each connected peer now, one frame per peer."""
+        for outbox in self._outboxes.values():
+            outbox.flush()
 
     async def close(self) -> None:
         if self._server is not None:
