@@ -16,13 +16,14 @@ iteration (and everything that piled up in the sockets while the previous fsync 
 and shares one fsync: group commit without a timer. The commands proposed meanwhile also travel as one
 log entry (`encode_batch`): one AppendEntries and one acknowledgement per follower for the whole group,
 instead of one per command, which is what makes the leader cheap per command. The fsync runs on the
-loop thread on purpose: on this project's small machines handing it to a thread cost more than the
-~0.2 ms it blocks.
+loop thread: while it blocks, arriving work waits in the sockets and joins the next Ready anyway.
+(Handing it to a thread was not tried.)
 
 A non-leader does not forward: `propose` and `read` raise `NotLeader` naming the leader it knows, and the
 caller (a service's HTTP layer) redirects. A proposal whose index ends up holding another term's entry, or
 that is pending when this node stops being leader, fails with `ProposalDropped`: its outcome is unknown,
-so the caller retries with the same client session (see `pygmy.raft.sessions`) to get exactly-once.
+so the caller retries with the same client session (`client`, `seq`; see `pygmy.raft.sessions`), which
+the group applies at most once.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import msgspec
 
 from pygmy.raft.core import NotLeader, RaftConfig, RaftCore, Ready, Status
 from pygmy.raft.messages import AppendEntries, EntryKind, HardState, Message, Role, Snapshot
+from pygmy.raft.sessions import ClientId, SessionStateMachine, encode_command
 from pygmy.raft.storage import RaftStorage
 from pygmy.raft.transport import Transport
 
@@ -99,11 +101,14 @@ class RaftGroup:
     ) -> None:
         self.node_id = node_id
         self.options = options
+        # Every command travels in a session envelope, so that a retried one applies once; the
+        # service's state machine sees only its own payloads, and the session table rides in snapshots.
         self.state_machine = state_machine
+        self._replicated = SessionStateMachine(state_machine)
         self.storage = RaftStorage(data_dir, sync=options.sync)
         persisted = self.storage.state()
         if persisted.snapshot.index:
-            state_machine.restore(persisted.snapshot.data)
+            self._replicated.restore(persisted.snapshot.data)
         self.core = RaftCore(
             node_id,
             sorted(peers),
@@ -144,19 +149,28 @@ class RaftGroup:
 
     # -- the API services use ------------------------------------------------------------------
 
-    async def propose(self, command: bytes) -> bytes:
+    async def propose(self, command: bytes, *, client: ClientId | None = None, seq: int = 0, ack: int = 0) -> bytes:
         """Replicate `command` and return what the state machine answered when applying it.
 
         Raises NotLeader (with the leader's id, if known) on a follower, ProposalDropped if the outcome is
         unknown. Does not time out by itself; wrap it in `asyncio.wait_for` for a deadline.
-        """
-        return await self.submit(command)
 
-    def submit(self, command: bytes) -> asyncio.Future[bytes]:
+        Exactly-once: give each command a `client` id and a `seq` (1, 2, ... per client) and, after
+        ProposalDropped or a timeout, propose it again with the same pair (at the new leader): it is
+        applied at most once and the retry gets the first result. `ack` tells the group that the client
+        has the results of every seq up to it, so they may be forgotten. Without `client`, a command is
+        applied every time it is committed.
+        """
+        return await self.submit(command, client=client, seq=seq, ack=ack)
+
+    def submit(
+        self, command: bytes, *, client: ClientId | None = None, seq: int = 0, ack: int = 0
+    ) -> asyncio.Future[bytes]:
         """`propose` without the coroutine: the future of the result (servers answer from its callback)."""
         self._check_leader()
         future: asyncio.Future[bytes] = self._running_loop().create_future()
-        self._unproposed.append((command, future))
+        envelope = encode_command(client if client is not None else 0, seq if client is not None else 0, command, ack)
+        self._unproposed.append((envelope, future))
         self._schedule()
         return future
 
@@ -265,7 +279,7 @@ class RaftGroup:
                 continue
             results: list[bytes] = []
             if entry.kind == EntryKind.COMMAND:
-                results = [self.state_machine.apply(command) for command in _decode_batch(entry.data)]
+                results = [self._replicated.apply(command) for command in _decode_batch(entry.data)]
             self._applied, self._applied_term = entry.index, entry.term
             self._settle_proposals(entry.index, entry.term, results)
         for read in ready.read_states:
@@ -275,7 +289,7 @@ class RaftGroup:
         self._serve_reads()
 
     def _restore(self, snapshot: Snapshot) -> None:
-        self.state_machine.restore(snapshot.data)
+        self._replicated.restore(snapshot.data)
         self._applied, self._applied_term = snapshot.index, snapshot.term
         self._snapshot_index = snapshot.index
         for index in [i for i in self._proposals if i <= snapshot.index]:
@@ -312,7 +326,7 @@ class RaftGroup:
             self._take_snapshot()
 
     def _take_snapshot(self) -> None:
-        snapshot = Snapshot(index=self._applied, term=self._applied_term, data=self.state_machine.snapshot())
+        snapshot = Snapshot(index=self._applied, term=self._applied_term, data=self._replicated.snapshot())
         self.storage.compact(snapshot)
         self.core.compact(snapshot)
         self._snapshot_index = snapshot.index

@@ -6,7 +6,8 @@
 Used by the real-process tests and the benchmark; the services embed `RaftGroup` directly instead.
 
 The client port speaks the transport's framing (4-byte length + msgpack), pipelined: a request is
-`[id, op, payload]` with op "propose", "read" (linearizable), "local_read" (this replica's state, possibly
+`[id, op, payload]` with op "propose", "propose_once" (payload `[client, seq, ack, command]`: applied at
+most once per client and seq), "read" (linearizable), "local_read" (this replica's state, possibly
 stale) or "status"; the answer is `[id, code, payload, leader]`
 where code is "ok", "not_leader" (leader = the id this node believes leads, or None), "dropped"
 (outcome unknown, retry) or "timeout". Demo commands are msgpack arrays: `["incr", key, n]` answers the
@@ -88,8 +89,12 @@ class _ClientConnection:
     def request(self, request_id: int, op: str, payload: bytes) -> None:
         group = self.group
         try:
-            if op in ("propose", "read"):
-                future = group.submit(payload) if op == "propose" else group.submit_read(payload)
+            if op in ("propose", "propose_once", "read"):
+                if op == "propose_once":  # payload: [client, seq, ack, command]
+                    client, seq, ack, command = msgspec.msgpack.decode(payload)
+                    future = group.submit(command, client=client, seq=seq, ack=ack)
+                else:
+                    future = group.submit(payload) if op == "propose" else group.submit_read(payload)
                 timer = self.loop.call_later(REQUEST_TIMEOUT, future.cancel)
                 future.add_done_callback(lambda f: self._settled(request_id, f, timer))
             elif op == "local_read":  # this replica's state as it is, not linearizable (tests look at followers)
@@ -348,8 +353,15 @@ class LocalGroup:
         raise TimeoutError(f"no agreed leader within {timeout} s")
 
     async def propose(self, command: bytes, timeout: float = 20.0) -> bytes:
-        """Propose at whichever member leads, following NotLeader hints and retrying dropped proposals."""
+        """Propose at whichever member leads, following NotLeader hints and retrying on any failure.
+
+        A retry after an unknown outcome ("dropped", "timeout", a lost connection) may apply a plain
+        command twice; use `propose_once` where that matters."""
         return await self._at_leader("propose", command, timeout)
+
+    async def propose_once(self, session_command: bytes, timeout: float = 20.0) -> bytes:
+        """Propose `[client, seq, ack, command]` (msgpack), applied at most once per client and seq."""
+        return await self._at_leader("propose_once", session_command, timeout)
 
     async def read(self, query: bytes, timeout: float = 20.0) -> bytes:
         return await self._at_leader("read", query, timeout)
