@@ -57,8 +57,10 @@ def not_found(message: str, code: str = "not_found") -> ApiError:
     return ApiError(404, code, message)
 
 
-def unavailable(message: str, retry_after: int = 1) -> ApiError:
-    return ApiError(503, "unavailable", message, headers={"Retry-After": str(retry_after)})
+def unavailable(message: str, retry_after: int = 1, *, code: str = "unavailable") -> ApiError:
+    """503. Code "unavailable": the request was not carried out. Code "outcome_unknown": it may have
+    been (a tier went silent after receiving it); retry with the same Idempotency-Key to find out."""
+    return ApiError(503, code, message, headers={"Retry-After": str(retry_after)})
 
 
 def error_response(err: ApiError) -> web.Response:

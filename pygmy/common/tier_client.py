@@ -16,7 +16,15 @@ from pygmy.common.auth import SECRET_HEADER
 
 
 class TierUnavailable(Exception):
-    """The tier did not answer (refused, reset, or timed out)."""
+    """The tier did not answer (refused, reset, or timed out).
+
+    `sent` is False when the connection was never made, so the request certainly had no effect;
+    True when it may have reached the tier (reset or timeout after sending): its outcome is unknown.
+    """
+
+    def __init__(self, message: str, *, sent: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +73,8 @@ class TierClient:
                 raw = await resp.read()
                 body = orjson.loads(raw) if raw else None
                 return Reply(resp.status, body, resp.headers.get("Server-Timing"))
+        except aiohttp.ClientConnectorError as exc:
+            raise TierUnavailable(f"{method} {url}: cannot connect: {exc}", sent=False) from exc
         except (aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError) as exc:
             raise TierUnavailable(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
 

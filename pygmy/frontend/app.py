@@ -36,6 +36,11 @@ async def _call(request: web.Request, tier: str, method: str, path: str, **kwarg
         reply = await request.app[TIERS].call(method, url, **kwargs)
     except TierUnavailable as exc:
         log.warning("%s tier unreachable: %s", tier, exc)
+        if exc.sent and method == "POST":
+            raise unavailable(
+                f"the {tier} tier stopped answering; the request may or may not have been carried out",
+                code="outcome_unknown",
+            ) from None
         raise unavailable(f"the {tier} tier cannot be reached; retry shortly") from None
     add_downstream(request, reply.server_timing)
     if reply.status == 200:
@@ -44,7 +49,7 @@ async def _call(request: web.Request, tier: str, method: str, path: str, **kwarg
     if reply.status in (400, 404, 409, 422) and isinstance(error, dict):
         raise ApiError(reply.status, str(error.get("code")), str(error.get("message")))
     if reply.status == 503 and isinstance(error, dict):
-        raise unavailable(str(error.get("message")))
+        raise unavailable(str(error.get("message")), code=str(error.get("code", "unavailable")))
     log.error("%s tier answered %d: %s", tier, reply.status, reply.body)
     raise unavailable(f"the {tier} tier could not answer; retry shortly")
 

@@ -42,7 +42,7 @@ class BuyService:
         if order.status == "pending":
             task = self._in_flight.get(order.order_id)
             if task is None:
-                task = asyncio.ensure_future(self._take_copy(order))
+                task = asyncio.ensure_future(self._take_copy(order, fresh=result["created"]))
                 self._in_flight[order.order_id] = task
                 task.add_done_callback(lambda _: self._in_flight.pop(order.order_id, None))
             # Shielded: a client that hangs up must not cancel the buy half-way.
@@ -51,13 +51,23 @@ class BuyService:
             timings = []
         return _outcome(order), timings
 
-    async def _take_copy(self, order: Order) -> tuple[Order, list[str]]:
+    async def _take_copy(self, order: Order, *, fresh: bool) -> tuple[Order, list[str]]:
+        """Ask the catalog for a copy under this attempt's request id. `fresh`: this attempt has never
+        been sent before (so a failure to connect proves the catalog never saw it)."""
         try:
             reply = await self._catalog({"op": "decrement", "item": order.item, "request_id": order.request_id})
         except TierUnavailable as exc:
             # The copy may or may not be taken: leave the order pending for the settler to resolve.
-            log.warning("order %d: catalog unreachable (%s); left pending", order.order_id, exc)
-            raise unavailable("the catalog tier cannot be reached; retry with the same Idempotency-Key") from None
+            if fresh and not exc.sent:
+                # This attempt never reached the catalog: settle it as not taken, so the answer is definite.
+                self._settle(order, {"ok": False, "error": "aborted"})
+                raise unavailable("the catalog tier cannot be reached; retry shortly") from None
+            log.warning("order %d: catalog went silent (%s); left pending", order.order_id, exc)
+            raise unavailable(
+                "the catalog tier went silent; the buy may or may not have happened; "
+                "retry with the same Idempotency-Key to find out",
+                code="outcome_unknown",
+            ) from None
         timings = [reply.server_timing] if reply.server_timing else []
         return self._settle(order, reply.body), timings
 
@@ -111,8 +121,8 @@ def _outcome(order: Order) -> Order:
     if order.status == "unknown_item":
         raise not_found(f"no book with id {order.item}", "unknown_item")
     if order.status == "pending":
-        raise unavailable("the buy is still being settled; retry with the same Idempotency-Key")
-    raise unavailable("the buy could not be completed; retry")
+        raise unavailable("the buy is still being settled; retry with the same Idempotency-Key", code="outcome_unknown")
+    raise unavailable("the buy was not carried out; retry")
 
 
 def _now() -> str:
