@@ -7,7 +7,7 @@ Used by the real-process tests and the benchmark; the services embed `RaftGroup`
 
 The client port speaks the transport's framing (4-byte length + msgpack), pipelined: a request is
 `[id, op, payload]` with op "propose", "propose_once" (payload `[client, seq, ack, command]`: applied at
-most once per client and seq), "read" (linearizable), "local_read" (this replica's state, possibly
+most once per client and seq), "read" (linearizable), "transfer" (payload: the target id), "local_read" (this replica's state, possibly
 stale) or "status"; the answer is `[id, code, payload, leader]`
 where code is "ok", "not_leader" (leader = the id this node believes leads, or None), "dropped"
 (outcome unknown, retry) or "timeout". Demo commands are msgpack arrays: `["incr", key, n]` answers the
@@ -97,6 +97,9 @@ class _ClientConnection:
                     future = group.submit(payload) if op == "propose" else group.submit_read(payload)
                 timer = self.loop.call_later(REQUEST_TIMEOUT, future.cancel)
                 future.add_done_callback(lambda f: self._settled(request_id, f, timer))
+            elif op == "transfer":  # payload: the target's id; answered once this node hears it lead
+                future = asyncio.ensure_future(group.transfer_leadership(msgspec.msgpack.decode(payload)))
+                future.add_done_callback(lambda f: self._settled(request_id, f, None))
             elif op == "local_read":  # this replica's state as it is, not linearizable (tests look at followers)
                 self.answer(request_id, "ok", group.state_machine.query(payload), None)
             elif op == "status":
@@ -108,9 +111,10 @@ class _ClientConnection:
         except NotLeader as exc:
             self.answer(request_id, "not_leader", b"", exc.leader)
 
-    def _settled(self, request_id: int, future: asyncio.Future[bytes], timer: asyncio.TimerHandle) -> None:
-        timer.cancel()
-        if future.cancelled():
+    def _settled(self, request_id: int, future: asyncio.Future[Any], timer: asyncio.TimerHandle | None) -> None:
+        if timer is not None:
+            timer.cancel()
+        if future.cancelled() or isinstance(future.exception(), TimeoutError):
             self.answer(request_id, "timeout", b"", self.group.status().leader)
         elif isinstance(exc := future.exception(), NotLeader):
             self.answer(request_id, "not_leader", b"", exc.leader)
@@ -119,7 +123,7 @@ class _ClientConnection:
         elif exc is not None:
             self.answer(request_id, "error", repr(exc).encode(), None)
         else:
-            self.answer(request_id, "ok", future.result(), None)
+            self.answer(request_id, "ok", future.result() or b"", None)
 
     def answer(self, request_id: int, code: str, payload: bytes, leader: int | None) -> None:
         if not self.out:

@@ -132,3 +132,13 @@ async def test_a_command_retried_at_the_new_leader_with_its_session_applies_once
     assert msgspec.msgpack.decode(await group.read(get("stock"))) == -1
     nxt = msgspec.msgpack.encode(["shop-1", 2, 1, incr("stock", -1)])
     assert msgspec.msgpack.decode(await group.propose_once(nxt)) == -2
+
+
+async def test_leadership_moves_to_the_member_it_is_handed_to(group: LocalGroup) -> None:
+    leader = await group.leader()
+    target = next(n for n in group.ids if n != leader)
+    await group.propose(incr("k"))
+    code, _, _ = await (await group.client(leader)).call("transfer", msgspec.msgpack.encode(target))
+    assert code == "ok"
+    assert await group.leader() == target
+    assert msgspec.msgpack.decode(await group.propose(incr("k"))) == 2
