@@ -58,6 +58,8 @@ async def apply_command(request: web.Request) -> web.Response:
         result = request.app[MACHINE].apply(command)
     except CommandError as exc:
         raise bad_request(str(exc), "bad_body") from None
+    if command.get("op") == "update":
+        log.info("update of item %s: %s", command.get("item"), result.get("book") if result.get("ok") else result.get("error"))
     return json_response(result)
 
 

@@ -18,6 +18,7 @@ import math
 from typing import Any
 
 from pygmy.catalog.store import CatalogStore
+from pygmy.common.metrics import COMMANDS
 
 Result = dict[str, Any]
 
@@ -46,7 +47,8 @@ class CatalogStateMachine:
             result = handler(self.store, command)
             if request_id is not None:
                 self.store.record_request(request_id, result)
-            return result
+        COMMANDS.labels("catalog", op, "ok" if result.get("ok") else result.get("error", "failed")).inc()
+        return result
 
 
 def _decrement(store: CatalogStore, command: dict[str, Any]) -> Result:

@@ -17,6 +17,11 @@ LATENCY = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 
+COMMANDS = Counter(
+    "pygmy_state_machine_commands_total", "Commands applied by a tier's state machine", ["tier", "op", "outcome"]
+)
+ORDERS = Counter("pygmy_orders_total", "Buys settled by the order tier", ["status"])
+
 
 def metrics_middleware(tier: str):  # type: ignore[no-untyped-def]
     @web.middleware

@@ -16,6 +16,7 @@ import logging
 from typing import Any
 
 from pygmy.common.errors import ApiError, not_found, unavailable
+from pygmy.common.metrics import ORDERS
 from pygmy.common.tier_client import Reply, TierClient, TierUnavailable
 from pygmy.order.state_machine import OrderStateMachine, order_from_state
 from pygmy.order.store import Order
@@ -81,7 +82,11 @@ class BuyService:
             "op": "settle", "order_id": order.order_id, "attempt": order.attempt, "status": status,
             "title": book.get("title"), "cost": book.get("cost"),
         })
-        return order_from_state(settled["order"])
+        final = order_from_state(settled["order"])
+        if settled.get("changed"):
+            ORDERS.labels(final.status).inc()
+            log.info("order %d: item %d %s (attempt %d)", final.order_id, final.item, final.status, final.attempt)
+        return final
 
     async def _catalog(self, command: dict[str, Any]) -> Reply:
         reply = await self.tiers.call("POST", f"{self.catalog_url}/internal/apply", json=command)
