@@ -144,7 +144,8 @@ async def create_app(config: Config) -> web.Application:
     r.add_get("/lookup", lookup)
     r.add_get("/lookup/{item}", lookup)
     r.add_post("/buy", buy)
-    r.add_get("/buy", buy)  # the reference's client bought with GET /buy?item=N
+    # The reference's client bought with GET /buy?item=N. No HEAD: a HEAD must never buy anything.
+    r.add_get("/buy", buy, allow_head=False)
     r.add_post("/buy/{item}", buy)
     r.add_get("/orders", list_orders)
     r.add_get("/orders/{order_id}", get_order)
