@@ -438,6 +438,33 @@ def render(
     return tables, "\n".join(md)
 
 
+def plot(loads: list[LoadResult], path: Path) -> None:
+    """Commits/s and p99 latency per system and number of proposers, side by side, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: write the file only
+    import matplotlib.pyplot as plt
+
+    systems = list(dict.fromkeys(r.system for r in loads))
+    points = sorted({r.proposers for r in loads})
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    width = 0.8 / len(systems)
+    for n, system in enumerate(systems):
+        by_point = {r.proposers: r for r in loads if r.system == system}
+        xs = [i + n * width for i in range(len(points))]
+        axes[0].bar(xs, [by_point[p].commits_per_s if p in by_point else 0 for p in points], width, label=system)
+        axes[1].bar(xs, [by_point[p].p99_ms if p in by_point else 0 for p in points], width, label=system)
+    for ax, label in zip(axes, ("committed proposals/s", "p99 latency, ms (log scale)")):
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(points))], [f"{p} proposers" for p in points])
+        ax.set_ylabel(label)
+    axes[1].set_yscale("log")
+    axes[0].legend()
+    fig.suptitle("3 processes on loopback: Pygmy (fsync on) vs PySyncObj 0.3.17 (tuned)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 async def run(args: argparse.Namespace) -> tuple[list[LoadResult], list[FailoverResult]]:
     loads: list[LoadResult] = []
     failovers: list[FailoverResult] = []
@@ -476,8 +503,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     for table in tables:
         console.print(table)
     if args.out != "-":
-        Path(args.out).write_text(markdown)
-        console.print(f"written to {args.out}")
+        out = Path(args.out)
+        if loads:
+            plot(loads, out.with_suffix(".png"))
+            markdown += f"\n![commits/s and p99 latency]({out.with_suffix('.png').name})\n"
+        out.write_text(markdown)
+        console.print(f"written to {out}")
 
 
 if __name__ == "__main__":
