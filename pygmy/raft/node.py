@@ -45,7 +45,7 @@ from pygmy.raft.sessions import ClientId, SessionStateMachine, encode_command
 from pygmy.raft.storage import RaftStorage
 from pygmy.raft.transport import Transport
 
-__all__ = ["GroupOptions", "NotLeader", "ProposalDropped", "RaftGroup", "StateMachine"]
+__all__ = ["GroupFailed", "GroupOptions", "NotLeader", "ProposalDropped", "RaftGroup", "StateMachine"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,10 @@ def encode_batch(commands: list[bytes]) -> bytes:
 
 class ProposalDropped(Exception):
     """The proposal may or may not have been applied; retry it with the same session to apply it once."""
+
+
+class GroupFailed(Exception):
+    """This replica hit an error it cannot safely continue from (e.g. a failed disk write) and stopped."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,7 @@ class RaftGroup:
         self._scheduled = False
         self._ticker: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.failure: Exception | None = None  # set when this replica stopped itself (fail-stop)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -203,6 +208,8 @@ class RaftGroup:
     # -- driving the core ----------------------------------------------------------------------
 
     def _check_leader(self) -> None:
+        if self.failure is not None:
+            raise GroupFailed(f"node {self.node_id} stopped: {self.failure!r}")
         status = self.core.status()
         if status.role != Role.LEADER:
             raise NotLeader(status.leader)
@@ -213,6 +220,8 @@ class RaftGroup:
         return self._loop
 
     def _deliver(self, messages: list[Message]) -> None:
+        if self.failure is not None:
+            return
         for message in messages:
             self.core.step(message)
         self._schedule()
@@ -231,12 +240,24 @@ class RaftGroup:
 
     def _process(self) -> None:
         self._scheduled = False
-        self._propose_gathered()
-        while self.core.has_ready():
-            ready = self.core.ready()
-            self._handle(ready)
-            self.core.advance(ready)
-        self._after_ready()
+        if self.failure is not None:
+            return
+        try:
+            self._propose_gathered()
+            while self.core.has_ready():
+                ready = self.core.ready()
+                self._handle(ready)
+                self.core.advance(ready)
+            self._after_ready()
+        except Exception as exc:
+            # Fail-stop: after a failed write (disk full, I/O error) the core and the disk may disagree,
+            # and a replica that carries on could break safety. Stop taking part; a restart recovers.
+            log.critical("raft node %s stopped: %r", self.node_id, exc)
+            self.failure = exc
+            if self._ticker is not None:
+                self._ticker.cancel()
+            stopped = f"node {self.node_id} stopped ({exc!r}); the outcome of pending proposals is unknown"
+            self._fail_pending(GroupFailed(stopped), GroupFailed(stopped))
 
     def _propose_gathered(self) -> None:
         """Hand the core the commands and reads gathered since the last pass, as few entries and rounds."""
@@ -277,9 +298,7 @@ class RaftGroup:
         for entry in ready.committed:
             if entry.index <= self._applied:
                 continue
-            results: list[bytes] = []
-            if entry.kind == EntryKind.COMMAND:
-                results = [self._replicated.apply(command) for command in _decode_batch(entry.data)]
+            results = self._apply(entry.data) if entry.kind == EntryKind.COMMAND else []
             self._applied, self._applied_term = entry.index, entry.term
             self._settle_proposals(entry.index, entry.term, results)
         for read in ready.read_states:
@@ -288,6 +307,17 @@ class RaftGroup:
             _fail([future for _, future in self._reads.pop(ctx, [])], NotLeader(self.core.status().leader))
         self._serve_reads()
 
+    def _apply(self, data: bytes) -> list[bytes | Exception]:
+        results: list[bytes | Exception] = []
+        for command in _decode_batch(data):
+            try:
+                results.append(self._replicated.apply(command))
+            except Exception as exc:
+                # Every replica raises the same for the same command: the caller gets the error, the
+                # log moves on. (Validating before proposing is the service's job.)
+                results.append(exc)
+        return results
+
     def _restore(self, snapshot: Snapshot) -> None:
         self._replicated.restore(snapshot.data)
         self._applied, self._applied_term = snapshot.index, snapshot.term
@@ -295,7 +325,7 @@ class RaftGroup:
         for index in [i for i in self._proposals if i <= snapshot.index]:
             _fail(self._proposals.pop(index)[1], ProposalDropped(f"entry {index} was replaced by a snapshot"))
 
-    def _settle_proposals(self, index: int, term: int, results: list[bytes]) -> None:
+    def _settle_proposals(self, index: int, term: int, results: list[bytes | Exception]) -> None:
         pending = self._proposals.pop(index, None)
         if pending is None:
             return
@@ -304,7 +334,11 @@ class RaftGroup:
             _fail(futures, ProposalDropped(f"entry {index} of term {proposed_term} lost to term {term}"))
             return
         for future, result in zip(futures, results):
-            if not future.done():
+            if future.done():
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
                 future.set_result(result)
 
     def _serve_reads(self) -> None:
@@ -314,8 +348,12 @@ class RaftGroup:
                 break
             served += 1
             for query, future in self._reads.pop(ctx, []):
-                if not future.done():
+                if future.done():
+                    continue
+                try:
                     future.set_result(self.state_machine.query(query))
+                except Exception as exc:  # a bad query is the caller's problem, not the replica's
+                    future.set_exception(exc)
         del self._ready_reads[:served]
 
     def _after_ready(self) -> None:
