@@ -139,3 +139,14 @@ def test_an_idempotency_key_outside_1_to_255_characters_is_400_and_buys_nothing(
     api.set_stock(2, 5)
     assert_error(api.buy(2, key), 400)
     assert api.stock(2) == 5
+
+
+def test_an_idempotency_key_reused_for_another_item_is_422_and_buys_nothing(api: Api) -> None:
+    """As the IETF Idempotency-Key draft says: the same key with a different request is refused."""
+    api.set_stock(1, 10)
+    api.set_stock(2, 10)
+    key = _key()
+    api.bought(1, key)
+    before = api.order_count()
+    assert_error(api.buy(2, key), 422)
+    assert (api.stock(1), api.stock(2), api.order_count()) == (9, 10, before)

@@ -250,3 +250,25 @@ def _wait_for_text(c: Cluster, log_name: str, words: list[str], timeout: float =
         if time.monotonic() > deadline:
             raise AssertionError(f"{log_name}.log never mentioned {words}:\n{text}")
         time.sleep(0.1)
+
+
+# -- starting nodes --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "catalog_text, suffix",
+    [("[{\"id\": 1, \"title\": \"x\"}]", ".json"), ("not json at all", ".json"), ("id,title\n1,x\n", ".csv"), ("", ".csv")],
+    ids=["json missing fields", "not json", "csv missing columns", "empty csv"],
+)
+def test_serve_with_a_bad_catalog_file_fails_cleanly(tmp_path: Path, catalog_text: str, suffix: str) -> None:
+    layout = Cluster(tmp_path / "cluster")  # only its configuration: nothing is started
+    bad = tmp_path / f"books{suffix}"
+    bad.write_text(catalog_text)
+    out = failed_cleanly(run_pygmy("serve", "catalog", "0", "--config", str(layout.config_path), "--catalog", str(bad), timeout=30))
+    assert bad.name in out, "say which file is wrong"
+
+
+@pytest.mark.parametrize("kind, node_id", [("catalog", "9"), ("gateway", "0")])
+def test_serve_of_a_node_not_in_the_configuration_fails_cleanly(tmp_path: Path, kind: str, node_id: str) -> None:
+    layout = Cluster(tmp_path / "cluster")
+    failed_cleanly(run_pygmy("serve", kind, node_id, "--config", str(layout.config_path), timeout=30))

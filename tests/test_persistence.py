@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections import Counter
 from pathlib import Path
-from typing import Callable
+from typing import Awaitable, Callable
+
+import aiohttp
+import pytest
 
 from support.catalogs import book, write_json_catalog
 from support.cluster import Cluster
@@ -114,3 +120,57 @@ def test_nodes_started_with_data_dir_keep_their_data_there(make_cluster: Callabl
     c.kill_all()
     c.ensure_running()
     assert Api(c.frontend_url).stock(2) == stock
+
+
+async def _buy_until(url: str, attempts: int, workers: int, on_progress: Callable[[int], Awaitable[None]]) -> Counter:
+    """`attempts` buys from `workers` concurrent clients; `on_progress(successes)` runs after each answer."""
+    statuses: Counter = Counter()
+    remaining = iter(range(attempts))
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+
+        async def worker() -> None:
+            for _ in remaining:
+                try:
+                    async with session.post(url) as resp:
+                        statuses[resp.status] += 1
+                except aiohttp.ClientError:
+                    statuses["connection error"] += 1
+                await on_progress(statuses[200])
+
+        await asyncio.gather(*(worker() for _ in range(workers)))
+    return statuses
+
+
+@pytest.mark.parametrize("kind", ["order", "catalog"])
+async def test_a_kill_9_in_the_middle_of_buying_never_loses_or_invents_a_copy(
+    module_cluster: Cluster, module_api: Api, kind: str
+) -> None:
+    """Every copy that left the stock is an order, and every order took a copy, once the tiers are back."""
+    item, initial = 7, 500
+    module_api.set_stock(item, initial)
+    ordered_before = sum(1 for o in module_api.all_orders() if o["item"] == item)
+    killed = asyncio.Event()
+
+    async def kill_after_some_sales(successes: int) -> None:
+        if successes >= 10 and not killed.is_set():
+            killed.set()
+            await asyncio.to_thread(module_cluster.kill, kind)
+
+    statuses = await _buy_until(f"{module_cluster.frontend_url}/buy/{item}", 120, 8, kill_after_some_sales)
+    assert killed.is_set(), statuses
+    assert set(statuses) <= {200, 503}, f"a buy during a crash is a success or a 503: {statuses}"
+    await asyncio.to_thread(module_cluster.restart, kind)
+
+    def consistent() -> tuple[int, int]:
+        taken = initial - module_api.stock(item)
+        ordered = sum(1 for o in module_api.all_orders() if o["item"] == item) - ordered_before
+        return taken, ordered
+
+    # Buys cut off by the crash are settled after the restart; give that a bounded time.
+    deadline = time.monotonic() + 20
+    while (state := consistent())[0] != state[1] and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    taken, ordered = state
+    print(f"\n{kind} killed mid-buy: answers {dict(statuses)}; {taken} copies taken, {ordered} orders")
+    assert taken == ordered, f"{taken} copies left the stock but {ordered} orders exist ({statuses})"
+    assert ordered >= statuses[200], "every acknowledged buy is an order"
