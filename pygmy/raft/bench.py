@@ -150,7 +150,7 @@ def syncobj_node(argv: Sequence[str]) -> None:
     parser = argparse.ArgumentParser()
     for name in ("--id", "--client-port"):
         parser.add_argument(name, type=int, required=True)
-    for name in ("--peers", "--data-dir", "--secret"):
+    for name in ("--peers", "--data-dir"):
         parser.add_argument(name, required=True)
     args, _ = parser.parse_known_args(argv)
     peers = parse_peers(args.peers)

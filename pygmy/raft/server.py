@@ -5,13 +5,20 @@
 
 Used by the real-process tests and the benchmark; the services embed `RaftGroup` directly instead.
 
-The client port speaks the transport's framing (4-byte length + msgpack), pipelined: a request is
-`[id, op, payload]` with op "propose", "propose_once" (payload `[client, seq, ack, command]`: applied at
-most once per client and seq), "read" (linearizable), "transfer" (payload: the target id), "local_read" (this replica's state, possibly
-stale) or "status"; the answer is `[id, code, payload, leader]`
-where code is "ok", "not_leader" (leader = the id this node believes leads, or None), "dropped"
-(outcome unknown, retry) or "timeout". Demo commands are msgpack arrays: `["incr", key, n]` answers the
-new value, `["put", key, value]` answers b""; queries: `["get", key]`.
+The secret may come from the environment (PYGMY_RAFT_SECRET) instead, to keep it out of `ps`.
+
+The client port speaks the transport's framing (4-byte length + msgpack), pipelined. A request is
+`[id, op, payload]`, op one of:
+
+- "propose": payload is a command; "propose_once": payload `[client, seq, ack, command]`, applied at
+  most once per client and seq;
+- "read" (linearizable), "local_read" (this replica's state, possibly stale), "status";
+- "transfer": payload is the id of the member to hand leadership to.
+
+The answer is `[id, code, payload, leader]`, code one of "ok", "not_leader" (leader = the id this node
+believes leads, or None), "dropped" (outcome unknown: retry, with a session), "timeout" or "error".
+Demo commands are msgpack arrays: `["incr", key, n]` answers the new value, `["put", key, value]`
+answers b""; queries: `["get", key]`.
 """
 
 from __future__ import annotations
@@ -142,8 +149,8 @@ async def serve_clients(group: RaftGroup, host: str, port: int) -> asyncio.Serve
         try:
             while True:
                 connection.request(*msgspec.msgpack.decode(await read_frame(reader)))
-        except (OSError, asyncio.IncompleteReadError):
-            pass
+        except (OSError, asyncio.IncompleteReadError, msgspec.DecodeError, TypeError, ValueError):
+            pass  # gone, or not speaking this protocol: drop the connection
         except asyncio.CancelledError:
             pass  # shutting down; returning normally keeps asyncio from logging it
         finally:
@@ -206,49 +213,6 @@ class RaftClient:
             self._waiting.clear()
 
 
-async def _run(args: argparse.Namespace) -> None:
-    peers = parse_peers(args.peers)
-    options = GroupOptions(sync=not args.no_fsync, snapshot_every=args.snapshot_every)
-    if args.election_ticks:
-        options = replace(options, raft=replace(options.raft, election_ticks=args.election_ticks))
-    group = RaftGroup(args.id, peers, args.data_dir, args.secret, KeyValue(), options)
-    await group.start()
-    server = await serve_clients(group, peers[args.id][0], args.client_port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"ready {args.id} pid {os.getpid()}", flush=True)
-    await stop.wait()
-    server.close()
-    await group.stop()
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--id", type=int, required=True)
-    parser.add_argument("--peers", required=True, help="id=host:port,... for every member, this one included")
-    parser.add_argument("--client-port", type=int, required=True)
-    parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--secret", required=True)
-    parser.add_argument("--snapshot-every", type=int, default=10_000)
-    parser.add_argument("--election-ticks", type=int, default=0, help="override the election timeout (ticks)")
-    parser.add_argument("--no-fsync", action="store_true", help="skip fsync (only to measure its cost)")
-    args = parser.parse_args(argv)
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    asyncio.run(_run(args))
-    sys.stdout.flush()
-
-
-if __name__ == "__main__":
-    main()
-
-
 def free_port() -> int:
     """A TCP port nobody listens on right now (the OS picks it; tiny race until the child binds it)."""
     with socket.socket() as s:
@@ -290,9 +254,10 @@ class LocalGroup:
         command = [
             sys.executable, *self.entry, "--id", str(node_id), "--peers", peers,
             "--client-port", str(self.client_addr[node_id][1]), "--data-dir", str(self.data_dir(node_id)),
-            "--secret", self.secret, *self.extra,
+            *self.extra,
         ]  # fmt: skip
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        env = {**os.environ, "PYGMY_RAFT_SECRET": self.secret}
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
         self.procs[node_id] = proc
         assert proc.stdout is not None
         line = proc.stdout.readline()  # the child prints "ready" once it listens, or dies and closes stdout
@@ -387,3 +352,48 @@ class LocalGroup:
             target = leader if leader in self.procs else live[(live.index(node_id) + 1) % len(live)]
             await asyncio.sleep(0.01)
         raise TimeoutError(f"{op} not done within {timeout} s")
+
+
+async def _run(args: argparse.Namespace) -> None:
+    peers = parse_peers(args.peers)
+    options = GroupOptions(sync=not args.no_fsync, snapshot_every=args.snapshot_every)
+    if args.election_ticks:
+        options = replace(options, raft=replace(options.raft, election_ticks=args.election_ticks))
+    group = RaftGroup(args.id, peers, args.data_dir, args.secret, KeyValue(), options)
+    await group.start()
+    server = await serve_clients(group, peers[args.id][0], args.client_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"ready {args.id} pid {os.getpid()}", flush=True)
+    await stop.wait()
+    server.close()
+    await group.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--id", type=int, required=True)
+    parser.add_argument("--peers", required=True, help="id=host:port,... for every member, this one included")
+    parser.add_argument("--client-port", type=int, required=True)
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--secret", default=os.environ.get("PYGMY_RAFT_SECRET"), help="the cluster secret")
+    parser.add_argument("--snapshot-every", type=int, default=10_000)
+    parser.add_argument("--election-ticks", type=int, default=0, help="override the election timeout (ticks)")
+    parser.add_argument("--no-fsync", action="store_true", help="skip fsync (only to measure its cost)")
+    args = parser.parse_args(argv)
+    if not args.secret:
+        parser.error("give the cluster secret with --secret or PYGMY_RAFT_SECRET")
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(_run(args))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
