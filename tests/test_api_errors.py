@@ -96,6 +96,15 @@ def test_a_wrong_method_is_a_json_405_with_allow(api: Api, method: str, path: st
     assert api.order_count() == before
 
 
+def test_a_head_request_never_buys(api: Api) -> None:
+    """GET /buy buys (the reference's client did), so HEAD /buy, which HTTP treats as a safe GET, must not."""
+    api.set_stock(3, 5)
+    before = api.order_count()
+    resp = api.request("HEAD", "/buy", params={"item": 3})
+    assert resp.status_code == 405, resp.status_code
+    assert (api.stock(3), api.order_count()) == (5, before)
+
+
 OVERSIZED = 64 * 1024 + 1
 
 
