@@ -67,6 +67,10 @@ def test_lookup_prints_title_stock_and_cost(url: str, api: Api) -> None:
     assert found["title"] in out and str(found["stock"]) in out
 
 
+def test_a_url_with_a_trailing_slash_works_too(url: str, api: Api) -> None:
+    assert json_output(run_pygmy("lookup", "4", "--url", url + "/", "--json")) == api.lookup(4)
+
+
 def test_lookup_with_json_prints_what_the_api_answers(url: str, api: Api) -> None:
     assert json_output(run_pygmy("lookup", "4", "--url", url, "--json")) == api.lookup(4)
 
