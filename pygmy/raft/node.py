@@ -4,20 +4,24 @@
 offers services three calls: `propose` (a command, answered with the state machine's result once it is
 applied), `read` (a linearizable query via ReadIndex, without a log write) and `status`.
 
-Each Ready is handled in one synchronous pass, in the order safety needs:
+Each Ready is handled in the order safety needs, with the two liberties etcd takes as well:
 
-    persist hard state + snapshot + entries (one fsync) -> send messages -> apply committed -> advance
+    send the leader's AppendEntries -> apply committed entries, answer callers -> persist hard state,
+    snapshot and entries (one fsync, in a disk thread) -> send the other messages -> advance
 
-with one exception: a leader's AppendEntries go out before its own fsync, so that the follower's disk
-write overlaps the leader's (safe because the core counts the leader's own entries only once persisted).
+A leader's AppendEntries leave before its own fsync, so that the followers' writes overlap the leader's
+(Ongaro's thesis 10.2.1; safe because the core counts the leader's own entries only once advance() says
+they are durable), except when the Ready changes term or vote. Committed entries are already on a
+quorum's disks, so they are applied while this node writes its new ones. Votes and acknowledgements
+leave only after the write. While the disk thread writes, the loop keeps receiving, answering and
+gathering proposals; the next Ready waits for the write to finish.
 
-The pass is scheduled with `call_soon`, so every proposal and message that arrives in the same loop
-iteration (and everything that piled up in the sockets while the previous fsync ran) lands in one Ready
-and shares one fsync: group commit without a timer. The commands proposed meanwhile also travel as one
-log entry (`encode_batch`): one AppendEntries and one acknowledgement per follower for the whole group,
-instead of one per command, which is what makes the leader cheap per command. The fsync runs on the
-loop thread: while it blocks, arriving work waits in the sockets and joins the next Ready anyway.
-(Handing it to a thread was not tried.)
+Passes are scheduled with `call_soon`, so every proposal and message that arrives in the same loop
+iteration (and everything that came in while the previous write ran) lands in one Ready and shares one
+fsync: group commit without a timer. The commands proposed meanwhile also travel as one log entry
+(`encode_batch`): one AppendEntries and one acknowledgement per follower for the whole group, instead
+of one per command, which is what makes the leader cheap per command. Writing on the disk thread rather
+than the loop gave ~1.3x the commits/s at 64 proposers when measured (`--write-on-loop` to compare).
 
 A non-leader does not forward: `propose` and `read` raise `NotLeader` naming the leader it knows, and the
 caller (a service's HTTP layer) redirects. A proposal whose index ends up holding another term's entry, or
@@ -33,6 +37,7 @@ import bisect
 import itertools
 import logging
 import random
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -88,6 +93,7 @@ class GroupOptions:
     raft: RaftConfig = field(default_factory=lambda: RaftConfig(election_ticks=15, heartbeat_ticks=3))
     snapshot_every: int = 10_000  # applied entries between snapshots (and log compactions)
     sync: bool = True  # fsync; False only to measure what durability costs
+    write_in_thread: bool = True  # fsync in a thread (the loop keeps working) or on the loop thread
     seed: int | None = None
 
 
@@ -136,6 +142,9 @@ class RaftGroup:
         self._ticker: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.failure: Exception | None = None  # set when this replica stopped itself (fail-stop)
+        # Writes that fsync run in this thread, so the loop keeps answering and receiving meanwhile.
+        self._disk = ThreadPoolExecutor(1, thread_name_prefix=f"raft-disk-{node_id}") if options.write_in_thread else None
+        self._writing = False  # a Ready's write is in the disk thread; the next ready() waits for it
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -150,6 +159,8 @@ class RaftGroup:
             self._ticker.cancel()
         await self.transport.close()
         self._fail_pending(ProposalDropped("the node is shutting down"), NotLeader(None))
+        if self._disk is not None:
+            self._disk.shutdown(wait=True)  # let a write in flight finish before closing the file
         self.storage.close()
 
     # -- the API services use ------------------------------------------------------------------
@@ -240,24 +251,69 @@ class RaftGroup:
 
     def _process(self) -> None:
         self._scheduled = False
-        if self.failure is not None:
-            return
+        if self.failure is not None or self._writing:
+            return  # after the write in flight, _written() runs the next pass
         try:
             self._propose_gathered()
             while self.core.has_ready():
                 ready = self.core.ready()
-                self._handle(ready)
+                if self._start(ready):
+                    return
                 self.core.advance(ready)
             self._after_ready()
         except Exception as exc:
-            # Fail-stop: after a failed write (disk full, I/O error) the core and the disk may disagree,
-            # and a replica that carries on could break safety. Stop taking part; a restart recovers.
-            log.critical("raft node %s stopped: %r", self.node_id, exc)
-            self.failure = exc
-            if self._ticker is not None:
-                self._ticker.cancel()
-            stopped = f"node {self.node_id} stopped ({exc!r}); the outcome of pending proposals is unknown"
-            self._fail_pending(GroupFailed(stopped), GroupFailed(stopped))
+            self._stop(exc)
+
+    def _start(self, ready: Ready) -> bool:
+        """Handle `ready` up to its disk write; True if that write now runs in the disk thread."""
+        # A leader's AppendEntries may leave before its own fsync (Ongaro's thesis, 10.2.1): the core
+        # counts the leader towards a commit only once advance() says its entries are durable. Not when
+        # this Ready changes term or vote: nothing of a new term leaves before the term is on disk.
+        early = [m for m in ready.messages if isinstance(m, AppendEntries)]
+        if _changes_vote(ready.hard_state, self.storage.hard_state):
+            early = []
+        self._send(early)
+        # Committed entries are on a quorum's disks already, so they may be applied (and their callers
+        # answered) while this node writes the new ones, as etcd does.
+        self._apply_ready(ready)
+        if self._disk is None or not self.storage.will_sync(ready.hard_state, ready.entries, ready.snapshot):
+            self.storage.save(ready.hard_state, ready.entries, ready.snapshot)
+            self._send(_unsent(ready.messages, early))
+            return False
+        self._writing = True
+        write = self._running_loop().run_in_executor(
+            self._disk, self.storage.save, ready.hard_state, ready.entries, ready.snapshot
+        )
+        write.add_done_callback(lambda done: self._written(ready, early, done))
+        return True
+
+    def _written(self, ready: Ready, early: list[Message], write: asyncio.Future[None]) -> None:
+        self._writing = False
+        if self.failure is not None:
+            return
+        try:
+            write.result()
+            self._send(_unsent(ready.messages, early))  # votes and acknowledgements: only now
+            self.core.advance(ready)
+        except Exception as exc:
+            self._stop(exc)
+            return
+        self._process()
+
+    def _send(self, messages: list[Message]) -> None:
+        for message in messages:
+            self.transport.send(message)
+        self.transport.flush()
+
+    def _stop(self, exc: Exception) -> None:
+        # Fail-stop: after a failed write (disk full, I/O error) the core and the disk may disagree,
+        # and a replica that carries on could break safety. Stop taking part; a restart recovers.
+        log.critical("raft node %s stopped: %r", self.node_id, exc)
+        self.failure = exc
+        if self._ticker is not None:
+            self._ticker.cancel()
+        stopped = f"node {self.node_id} stopped ({exc!r}); the outcome of pending proposals is unknown"
+        self._fail_pending(GroupFailed(stopped), GroupFailed(stopped))
 
     def _propose_gathered(self) -> None:
         """Hand the core the commands and reads gathered since the last pass, as few entries and rounds."""
@@ -279,20 +335,7 @@ class RaftGroup:
                 return
             self._reads[ctx] = reads
 
-    def _handle(self, ready: Ready) -> None:
-        # A leader's AppendEntries may leave before its own fsync (Ongaro's thesis, 10.2.1): the core
-        # counts the leader towards a commit only once advance() says its entries are durable. Not when
-        # this Ready changes term or vote: nothing of a new term leaves before the term is on disk.
-        early = not _changes_vote(ready.hard_state, self.storage.hard_state)
-        for message in ready.messages:
-            if early and isinstance(message, AppendEntries):
-                self.transport.send(message)
-        self.transport.flush()
-        self.storage.save(ready.hard_state, ready.entries, ready.snapshot)
-        for message in ready.messages:
-            if not (early and isinstance(message, AppendEntries)):
-                self.transport.send(message)
-        self.transport.flush()
+    def _apply_ready(self, ready: Ready) -> None:
         if ready.snapshot is not None:
             self._restore(ready.snapshot)
         for entry in ready.committed:
@@ -382,6 +425,13 @@ class RaftGroup:
             self._reads.clear()
             self._unread.clear()
             self._ready_reads.clear()
+
+
+def _unsent(messages: list[Message], sent: list[Message]) -> list[Message]:
+    if not sent:
+        return messages
+    ids = {id(m) for m in sent}
+    return [m for m in messages if id(m) not in ids]
 
 
 def _changes_vote(new: HardState | None, durable: HardState) -> bool:

@@ -356,7 +356,9 @@ class LocalGroup:
 
 async def _run(args: argparse.Namespace) -> None:
     peers = parse_peers(args.peers)
-    options = GroupOptions(sync=not args.no_fsync, snapshot_every=args.snapshot_every)
+    options = GroupOptions(
+        sync=not args.no_fsync, snapshot_every=args.snapshot_every, write_in_thread=not args.write_on_loop
+    )
     if args.election_ticks:
         options = replace(options, raft=replace(options.raft, election_ticks=args.election_ticks))
     group = RaftGroup(args.id, peers, args.data_dir, args.secret, KeyValue(), options)
@@ -382,6 +384,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--snapshot-every", type=int, default=10_000)
     parser.add_argument("--election-ticks", type=int, default=0, help="override the election timeout (ticks)")
     parser.add_argument("--no-fsync", action="store_true", help="skip fsync (only to measure its cost)")
+    parser.add_argument("--write-on-loop", action="store_true", help="fsync on the event loop thread (to compare)")
     args = parser.parse_args(argv)
     if not args.secret:
         parser.error("give the cluster secret with --secret or PYGMY_RAFT_SECRET")

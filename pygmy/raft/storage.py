@@ -116,6 +116,12 @@ class RaftStorage:
 
     # -- writing -------------------------------------------------------------------------------
 
+    def will_sync(self, hard_state: HardState | None, entries: Sequence[Entry], snapshot: Snapshot | None = None) -> bool:
+        """Whether `save` with these arguments will fsync (a caller may then run it off its loop)."""
+        if snapshot is not None or entries:
+            return True
+        return hard_state is not None and (hard_state.term, hard_state.vote) != self._synced_vote
+
     def save(self, hard_state: HardState | None, entries: Sequence[Entry], snapshot: Snapshot | None = None) -> None:
         """Persist one Ready: a snapshot (if any), then the entries and the hard state, in one write.
 
