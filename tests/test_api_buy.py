@@ -150,3 +150,13 @@ def test_an_idempotency_key_reused_for_another_item_is_422_and_buys_nothing(api:
     before = api.order_count()
     assert_error(api.buy(2, key), 422)
     assert (api.stock(1), api.stock(2), api.order_count()) == (9, 10, before)
+
+
+def test_an_order_keeps_the_price_paid_when_the_price_changes_later(api: Api) -> None:
+    api.set_stock(4, 5)
+    ok_json(api.update(4, {"cost": 11.0}))
+    cheap = api.bought(4)
+    ok_json(api.update(4, {"cost": 99.0}))
+    dear = api.bought(4)
+    assert (cheap["cost"], dear["cost"]) == (11.0, 99.0)
+    assert api.order(cheap["order_id"])["cost"] == 11.0
