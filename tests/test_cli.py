@@ -190,8 +190,9 @@ def test_an_unreachable_frontend_fails_cleanly(command: tuple) -> None:
     assert str(dead_port) in out, "say which frontend could not be reached"
 
 
-@pytest.mark.skipif(not port_is_free(8080), reason="something listens on 127.0.0.1:8080")
 def test_without_url_the_cli_talks_to_127_0_0_1_port_8080() -> None:
+    if not port_is_free(8080):
+        pytest.skip("something listens on 127.0.0.1:8080")
     out = failed_cleanly(run_pygmy("lookup", "1"))
     assert "127.0.0.1:8080" in out
 
