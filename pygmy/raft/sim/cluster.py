@@ -1,0 +1,400 @@
+"""The deterministic simulation: a whole Raft cluster and its clients in one process, on a simulated clock.
+
+Everything random — timeouts, message fates, faults, client choices — comes from generators seeded with
+the run's seed, and events are ordered by (time, insertion order), so a seed replays exactly. A run has
+three phases:
+
+1. faults (`SimConfig.ticks` ticks): a nemesis crashes and restarts nodes (also around their fsyncs),
+   partitions the network (clean, asymmetric, isolating the leader) and heals it, while the network drops,
+   delays, reorders and duplicates messages; clients keep issuing operations;
+2. liveness: faults stop, every node restarts, and a new write must complete within `liveness_ticks`;
+3. drain: clients finish or give up, and the history must be linearizable.
+
+The safety checks in `invariants` run after every event.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pygmy.checker.linearizability import UNKNOWN, CheckResult, check
+from pygmy.raft.core import RaftConfig
+from pygmy.raft.messages import Message, Role
+from pygmy.raft.sim.invariants import SafetyChecker, Violation
+from pygmy.raft.sim.network import LinkFaults, Network
+from pygmy.raft.sim.node import NOT_LEADER, OK, SimNode
+from pygmy.raft.sim.workload import WORKLOADS, Request, SimClient, decode_output
+
+TICK = 10  # simulated time units per tick; message and disk latencies are a few units
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    nodes: int = 5
+    ticks: int = 300  # length of the fault phase
+    clients: int = 3
+    workload: str | None = None  # "register" or "counter"; None: chosen by the seed
+    bugs: frozenset[str] = frozenset()
+    liveness_ticks: int = 150  # once faults stop, a new write must complete within this many ticks
+    op_ticks: int = 60  # a client gives up on an operation after this long (outcome unknown)
+    check_timeout: float = 20.0  # seconds for the linearizability search before it gives up
+
+
+@dataclass
+class SimResult:
+    seed: int
+    ok: bool
+    failure: str | None = None
+    kind: str | None = None  # "safety", "liveness", "linearizability", "exception"
+    time: int = 0
+    events: int = 0
+    terms: int = 0
+    committed: int = 0
+    operations: int = 0
+    unknown: int = 0
+    workload: str = ""
+    linearizable: bool | None = None
+    trace: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Faults:
+    """Per-seed fault intensity, drawn from the seed so different seeds stress different things."""
+
+    link: LinkFaults
+    nemesis_ticks: int  # mean gap between nemesis actions
+    crash_at_sync: float  # probability a node dies around an fsync (of entries, term or vote)
+    raft: RaftConfig
+    snapshot_every: int
+
+
+def _draw_faults(rng: random.Random) -> _Faults:
+    link = LinkFaults(
+        drop=rng.choice([0.0, 0.01, 0.05, 0.15]),
+        duplicate=rng.choice([0.0, 0.02, 0.1]),
+        min_delay=1,
+        max_delay=rng.choice([3, 10, 25]),
+        slow=rng.choice([0.0, 0.01, 0.05]),
+    )
+    raft = RaftConfig(
+        election_ticks=10,
+        heartbeat_ticks=rng.choice([1, 2, 3]),
+        pre_vote=rng.random() < 0.5,
+        check_quorum=rng.random() < 0.5,
+        max_entries_per_message=rng.choice([1, 2, 4, 256]),
+        max_inflight_messages=rng.choice([1, 4, 64]),
+    )
+    return _Faults(
+        link=link,
+        nemesis_ticks=rng.choice([1, 3, 8, 20]),
+        crash_at_sync=rng.choice([0.0, 0.05, 0.2, 0.5]),
+        raft=raft,
+        snapshot_every=rng.choice([4, 16, 10_000]),
+    )
+
+
+class Simulation:
+    def __init__(self, seed: int, config: SimConfig, trace: Callable[[str], None] | None = None) -> None:
+        self.seed = seed
+        self.config = config
+        self.trace = trace
+        self.fault_rng = random.Random(f"{seed}:faults")
+        self.client_rng = random.Random(f"{seed}:clients")
+        self.faults = _draw_faults(self.fault_rng)
+        self.raft_config = self.faults.raft
+        self.snapshot_every = self.faults.snapshot_every
+        self.bugs = config.bugs
+        self.members = list(range(1, config.nodes + 1))
+        self.network = Network(random.Random(f"{seed}:network"), self.faults.link)
+        self.checker = SafetyChecker()
+        name = config.workload or self.fault_rng.choice(sorted(WORKLOADS))
+        self.workload = WORKLOADS[name]
+        self.now = 0
+        self.events = 0
+        self._queue: list[tuple[int, int, Callable[..., None], tuple[Any, ...]]] = []
+        self._order = itertools.count()
+        self.fault_end = config.ticks * TICK
+        self.client_end = self.fault_end + config.liveness_ticks * TICK
+        self.faulty = True
+        self.nodes = {i: SimNode(i, self, self.workload.machine) for i in self.members}
+        self.clients = [
+            SimClient(c, c, random.Random(f"{seed}:client:{c}"), self.workload, config.op_ticks * TICK)
+            for c in range(1, config.clients + 1)
+        ]
+        self.probe: SimClient | None = None
+        self._unique = itertools.count(1)
+
+    # -- the event loop --------------------------------------------------------------------------------------
+
+    def at(self, delay: int, action: Callable[..., None], *args: Any) -> None:
+        heapq.heappush(self._queue, (self.now + delay, next(self._order), action, args))
+
+    def run(self) -> None:
+        for node in self.nodes.values():
+            node.tick_period = TICK + self.fault_rng.choice([-1, 0, 0, 1])  # clocks drift apart
+            self.at(self.fault_rng.randrange(TICK), self._tick, node, node.incarnation)
+        for client in self.clients:
+            self.at(self.client_rng.randrange(5 * TICK), self._next_operation, client)
+        self.at(self.fault_rng.randint(1, 2 * self.faults.nemesis_ticks) * TICK, self._nemesis)
+        self.at(self.fault_end, self._end_faults)
+        nodes = list(self.nodes.values())
+        while self._queue and not self._finished():
+            self.now, _, action, args = heapq.heappop(self._queue)
+            self.events += 1
+            action(*args)
+            self.checker.after_event(nodes)
+
+    def _finished(self) -> bool:
+        if self.now < self.client_end:
+            return False
+        return all(c.current is None for c in self.clients) and (self.probe is None or self.probe.current is None)
+
+    def log(self, text: str) -> None:
+        if self.trace is not None:
+            states = " ".join(node.describe() for node in self.nodes.values())
+            self.trace(f"{self.now:>7} {text:<60} | {states}")
+
+    # -- nodes and network ----------------------------------------------------------------------------------
+
+    def _tick(self, node: SimNode, incarnation: int) -> None:
+        if node.incarnation != incarnation:
+            return  # the node crashed; its restart started a new tick chain
+        node.tick()
+        self.at(node.tick_period, self._tick, node, incarnation)
+
+    def send(self, message: Message) -> None:
+        for delay in self.network.delivery_delays(message.src, message.dst):
+            self.at(delay, self._deliver, message)
+
+    def _deliver(self, message: Message) -> None:
+        node = self.nodes[message.dst]
+        if node.alive:
+            if self.trace:
+                self.log(f"deliver {_brief(message)}")
+            node.receive(message)
+
+    def schedule_sync(self, node: SimNode) -> None:
+        self.at(self.fault_rng.randint(1, 3), self._sync, node, node.incarnation)
+
+    def _sync(self, node: SimNode, incarnation: int) -> None:
+        if node.incarnation != incarnation:
+            return  # crashed before the fsync completed: that Ready never reached the disk
+        rd = node.in_flight
+        assert rd is not None
+        crash = self._crash_point(rd)
+        if crash == "during fsync":
+            self._bounce(node, crash)
+            return
+        node.persist()
+        if crash == "before send":
+            self._bounce(node, crash)
+            return
+        node.act(rd)
+        if self.trace:
+            self.log(f"sync n{node.id}: hs={rd.hard_state} +{len(rd.entries)} entries, {len(rd.messages)} msgs, applied {len(rd.committed)}")
+        if crash == "after send":
+            self._bounce(node, crash)
+            return
+        node.pump()
+
+    def _crash_point(self, rd: Ready) -> str | None:
+        """Where (if at all) a node dies around an fsync: the moments a durability mistake shows."""
+        if not (self.faulty and rd.must_sync and self.fault_rng.random() < self.faults.crash_at_sync):
+            return None
+        return self.fault_rng.choice(["during fsync", "before send", "after send"])
+
+    def _bounce(self, node: SimNode, point: str) -> None:
+        self.log(f"n{node.id} dies {point}")
+        self._crash(node, self.fault_rng.randint(1, 3 * TICK))  # a process bounce: back within ~1 tick
+
+    def _crash(self, node: SimNode, restart_after: int) -> None:
+        if not node.alive:
+            return
+        node.crash()
+        self.log(f"crash n{node.id} (restart in {restart_after} units)")
+        self.at(restart_after, self._restart, node)
+
+    def _restart(self, node: SimNode) -> None:
+        if node.alive:
+            return
+        node.start()
+        self.log(f"restart n{node.id}")
+        self.at(self.fault_rng.randrange(node.tick_period), self._tick, node, node.incarnation)
+        node.pump()
+
+    # -- faults ---------------------------------------------------------------------------------------------
+
+    def _leader(self) -> SimNode | None:
+        leaders = [n for n in self.nodes.values() if n.core is not None and n.core.role is Role.LEADER]
+        return max(leaders, key=lambda n: n.core.term) if leaders else None  # type: ignore[union-attr]
+
+    def _nemesis(self) -> None:
+        if not self.faulty:
+            return
+        rng = self.fault_rng
+        action = rng.choices(
+            ["crash", "crash_leader", "partition", "isolate_leader", "bridge", "one_way", "heal", "nothing"],
+            weights=[2, 2, 2, 2, 2, 1, 3, 1],
+        )[0]
+        alive = [n for n in self.nodes.values() if n.alive]
+        can_crash = len(alive) > len(self.members) // 2  # the nemesis leaves a quorum up (sync crashes may not)
+        restart = TICK * rng.choice([rng.randint(1, 5), rng.randint(10, 60)])
+        if action == "crash" and can_crash:
+            self._crash(rng.choice(alive), restart)
+        elif action == "crash_leader" and can_crash and (leader := self._leader()):
+            self._crash(leader, restart)
+        elif action == "partition":
+            shuffled = rng.sample(self.members, len(self.members))
+            split = rng.randint(1, len(shuffled) - 1)
+            self.network.heal()
+            self.network.partition(set(shuffled[:split]), set(shuffled[split:]))
+            self.log(f"partition {sorted(shuffled[:split])} | {sorted(shuffled[split:])}")
+        elif action == "isolate_leader" and (leader := self._leader()):
+            self.network.heal()
+            self.network.partition({leader.id}, set(self.members) - {leader.id})
+            self.log(f"isolate leader n{leader.id}")
+        elif action == "bridge":
+            # Two halves that cannot hear each other, and one node both can hear (Jepsen's "bridge").
+            shuffled = rng.sample(self.members, len(self.members))
+            bridge, rest = shuffled[0], shuffled[1:]
+            half = len(rest) // 2
+            self.network.heal()
+            self.network.partition(set(rest[:half]), set(rest[half:]))
+            self.log(f"bridge n{bridge} between {sorted(rest[:half])} and {sorted(rest[half:])}")
+        elif action == "one_way":
+            links = [(a, b) for a in self.members for b in self.members if a != b]
+            cut = rng.sample(links, rng.randint(1, len(self.members)))
+            self.network.cut |= set(cut)
+            self.log(f"cut links {sorted(cut)}")
+        elif action == "heal":
+            self.network.heal()
+            self.log("heal network")
+        self.at(rng.randint(1, 2 * self.faults.nemesis_ticks) * TICK, self._nemesis)
+
+    def _end_faults(self) -> None:
+        self.faulty = False
+        self.network.heal()
+        self.network.faults = LinkFaults(max_delay=self.faults.link.max_delay)
+        for node in self.nodes.values():
+            if not node.alive:
+                self._restart(node)
+        self.log("faults stop: network healed, every node up")
+        self.probe = SimClient(0, 0, random.Random(f"{self.seed}:probe"), self.workload, self.config.liveness_ticks * TICK)
+        self._begin(self.probe, ("write", -1) if self.workload.name == "register" else ("add", 1000))
+        self.at(self.config.liveness_ticks * TICK, self._check_liveness)
+
+    def _check_liveness(self) -> None:
+        assert self.probe is not None
+        done = self.probe.history and self.probe.history[-1].ret is not None
+        if not done:
+            raise Violation(f"liveness: no write completed within {self.config.liveness_ticks} ticks after faults stopped")
+
+    # -- clients --------------------------------------------------------------------------------------------
+
+    def _next_operation(self, client: SimClient) -> None:
+        if self.now >= self.client_end:
+            return
+        self._begin(client, self.workload.next_input(client.rng, next(self._unique)))
+
+    def _begin(self, client: SimClient, op_input: tuple[str, Any]) -> None:
+        client.begin(op_input, self.now)
+        self._attempt(client, client.op_no)
+
+    def _attempt(self, client: SimClient, op_no: int) -> None:
+        current = client.current
+        if current is None or client.op_no != op_no:
+            return  # answered meanwhile
+        if self.now >= current.deadline:
+            self._give_up(client)
+            return
+        target = client.leader_guess if client.leader_guess is not None else client.rng.choice(self.members)
+        req = client.request()
+        self.at(client.rng.randint(1, 5), self._request, req, target)
+        self.at(10 * TICK, self._attempt_timeout, client, req)
+
+    def _request(self, req: Request, target: int) -> None:
+        node = self.nodes[target]
+        if node.alive:
+            if self.trace:
+                self.log(f"client {req.client.label} -> n{target} {req.input} (attempt {req.attempt})")
+            node.request(req)
+
+    def reply(self, req: Request, outcome: str, value: Any) -> None:
+        self.at(req.client.rng.randint(1, 5), self._reply, req, outcome, value)
+
+    def _reply(self, req: Request, outcome: str, value: Any) -> None:
+        client = req.client
+        if not client.is_current(req):
+            return  # an answer to an earlier attempt of an operation that has completed
+        if outcome == OK:
+            output = decode_output(value) if req.input[0] == "read" else None
+            client.finish(output, self.now)
+            self.log(f"client {client.label} <- {req.input} = {output}")
+            self.at(client.rng.randint(1, 3 * TICK), self._next_operation, client)
+            return
+        client.leader_guess = value if outcome == NOT_LEADER and value != req.client.leader_guess else None
+        if req.attempt == client.current.attempt:  # type: ignore[union-attr]
+            self.at(client.rng.randint(1, TICK), self._attempt, client, req.op_no)
+
+    def _attempt_timeout(self, client: SimClient, req: Request) -> None:
+        if client.is_current(req) and req.attempt == client.current.attempt:  # type: ignore[union-attr]
+            client.leader_guess = None
+            self._attempt(client, req.op_no)
+
+    def _give_up(self, client: SimClient) -> None:
+        self.log(f"client {client.label} gives up on {client.current.input}")  # type: ignore[union-attr]
+        client.finish(UNKNOWN, None)
+        if client is not self.probe:
+            self.at(client.rng.randint(1, 3 * TICK), self._next_operation, client)
+
+    # -- verdict --------------------------------------------------------------------------------------------
+
+    def history(self) -> list[Any]:
+        ops = [op for c in self.clients for op in c.history]
+        return ops + (self.probe.history if self.probe else [])
+
+    def check_history(self) -> CheckResult:
+        return check(self.history(), self.workload.model, timeout=self.config.check_timeout)
+
+
+def _brief(m: Message) -> str:
+    name = type(m).__name__
+    extra = ""
+    if hasattr(m, "entries"):
+        extra = f" prev={m.prev_log_index}/{m.prev_log_term} n={len(m.entries)} commit={m.leader_commit}"
+    elif hasattr(m, "granted"):
+        extra = f" granted={m.granted} pre={m.pre_vote}"
+    elif hasattr(m, "success"):
+        extra = f" ok={m.success} match={m.match_index}"
+    return f"{name} {m.src}->{m.dst} t{m.term}{extra}"
+
+
+def run_seed(seed: int, config: SimConfig = SimConfig(), trace: Callable[[str], None] | None = None) -> SimResult:
+    """Run one seed to its verdict. Never raises for a failure of the system under test: it reports it."""
+    sim = Simulation(seed, config, trace)
+    result = SimResult(seed=seed, ok=False, workload=sim.workload.name)
+    try:
+        sim.run()
+        verdict = sim.check_history()
+        result.linearizable = verdict.ok
+        if verdict.ok is False:
+            result.kind, result.failure = "linearizability", verdict.explanation
+        else:
+            result.ok = True
+    except Violation as exc:
+        result.kind = "liveness" if str(exc).startswith("liveness") else "safety"
+        result.failure = f"t={sim.now}: {exc}"
+    except Exception as exc:  # the core itself refused something (e.g. to truncate a committed entry)
+        result.kind = "exception"
+        result.failure = f"t={sim.now}: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"
+    history = sim.history()
+    result.time, result.events = sim.now, sim.events
+    result.terms, result.committed = len(sim.checker.leaders), len(sim.checker.committed)
+    result.operations, result.unknown = len(history), sum(op.ret is None for op in history)
+    return result

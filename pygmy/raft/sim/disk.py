@@ -1,0 +1,46 @@
+"""A simulated node's disk: only what a Ready asked to persist, and only once its "fsync" completed.
+
+Follows the storage contract of `pygmy.raft.core.Ready`: a snapshot replaces the whole log, entries replace
+any stored suffix from their first index, the hard state is overwritten. Whatever a node held in memory, or
+had handed to the disk but not yet synced, is gone after a crash.
+"""
+
+from __future__ import annotations
+
+from pygmy.raft.core import Ready
+from pygmy.raft.messages import Entry, HardState, Snapshot
+
+
+class SimDisk:
+    def __init__(self) -> None:
+        self.hard_state = HardState()
+        self.snapshot = Snapshot()
+        self.entries: list[Entry] = []
+
+    def save(self, ready: Ready) -> None:
+        if ready.snapshot is not None:
+            self.snapshot = ready.snapshot
+            self.entries = []
+        if ready.hard_state is not None:
+            self.hard_state = ready.hard_state
+        if ready.entries:
+            first = ready.entries[0].index
+            del self.entries[max(0, first - self.snapshot.index - 1) :]
+            if first != self.snapshot.index + len(self.entries) + 1:
+                raise AssertionError(f"gap on disk: appending {first} after {self.last_index()}")
+            self.entries.extend(ready.entries)
+
+    def compact(self, snapshot: Snapshot) -> None:
+        if snapshot.index <= self.snapshot.index:
+            return
+        self.entries = [e for e in self.entries if e.index > snapshot.index]
+        self.snapshot = snapshot
+
+    def last_index(self) -> int:
+        return self.snapshot.index + len(self.entries)
+
+    def term_at(self, index: int) -> int | None:
+        if index == self.snapshot.index:
+            return self.snapshot.term
+        offset = index - self.snapshot.index - 1
+        return self.entries[offset].term if 0 <= offset < len(self.entries) else None

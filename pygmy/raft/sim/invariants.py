@@ -1,0 +1,107 @@
+"""Raft's safety properties (Figure 3 of the paper), checked after every simulated step.
+
+Each check is incremental so it can run after every event:
+- Election Safety: at most one leader per term.
+- Log Matching: two entries with the same index and term are identical and follow the same term — by
+  induction, the logs are identical up to there. Checked on what reaches a disk.
+- Leader Completeness: a newly elected leader holds every entry committed so far.
+- State Machine Safety: no two nodes apply different entries at one index.
+Plus: a node's commit index never decreases while it runs, and each node applies indexes in order.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pygmy.raft.core import Ready
+from pygmy.raft.messages import Entry, Role, Snapshot
+
+if TYPE_CHECKING:
+    from pygmy.raft.sim.node import SimNode
+
+
+class Violation(Exception):
+    """A safety or liveness property failed; the message says which and where."""
+
+
+class SafetyChecker:
+    def __init__(self) -> None:
+        self.leaders: dict[int, int] = {}  # term -> the node that led it
+        self.entries: dict[tuple[int, int], tuple[int, bytes]] = {}  # (index, term) -> (previous term, data)
+        self.committed: dict[int, int] = {}  # index -> term, from every node's commit index
+        self.applied: dict[int, tuple[int, bytes]] = {}  # index -> (term, data), from every node's state machine
+        self._seen: dict[int, tuple[int, Role, int, int]] = {}  # node -> (incarnation, role, term, commit)
+
+    def after_event(self, nodes: list[SimNode]) -> None:
+        for node in nodes:
+            core = node.core
+            if core is None:
+                continue
+            before = self._seen.get(node.id)
+            now = (node.incarnation, core.role, core.term, core.commit)
+            if before == now:
+                continue
+            self._seen[node.id] = now
+            fresh = before is None or before[0] != node.incarnation
+            if not fresh and core.commit < before[3]:
+                raise Violation(f"commit index of node {node.id} went back from {before[3]} to {core.commit}")
+            self._record_commits(node, 0 if fresh else before[3])
+            if core.role is Role.LEADER and (fresh or before[1] is not Role.LEADER or before[2] != core.term):
+                self._new_leader(node)
+
+    def _record_commits(self, node: SimNode, since: int) -> None:
+        core = node.core
+        assert core is not None
+        for index in range(max(since, core.log.snapshot.index) + 1, core.commit + 1):
+            term = core.term_at(index)
+            known = self.committed.setdefault(index, term)
+            if known != term:
+                raise Violation(
+                    f"State Machine Safety: node {node.id} committed term {term} at index {index}, "
+                    f"another node committed term {known} there"
+                )
+
+    def _new_leader(self, node: SimNode) -> None:
+        core = node.core
+        assert core is not None
+        other = self.leaders.setdefault(core.term, node.id)
+        if other != node.id:
+            raise Violation(f"Election Safety: nodes {other} and {node.id} both lead term {core.term}")
+        for index, term in self.committed.items():
+            if index > core.log.snapshot.index and core.term_at(index) != term:
+                raise Violation(
+                    f"Leader Completeness: node {node.id}, leader of term {core.term}, lacks committed entry "
+                    f"{index} of term {term} (has term {core.term_at(index)})"
+                )
+
+    def on_persist(self, node: SimNode, ready: Ready) -> None:
+        disk = node.disk
+        for entry in ready.entries:
+            previous = disk.term_at(entry.index - 1)
+            fact = (-1 if previous is None else previous, entry.data)  # -1: right after a snapshot, unknown
+            known = self.entries.get((entry.index, entry.term))
+            if known is not None:
+                if known[1] != fact[1] or (known[0] != fact[0] and -1 not in (known[0], fact[0])):
+                    raise Violation(
+                        f"Log Matching: node {node.id} stored entry {entry.index} of term {entry.term} "
+                        f"after term {fact[0]}, another node after term {known[0]} (or with other data)"
+                    )
+                if known[0] != -1:
+                    continue
+            self.entries[(entry.index, entry.term)] = fact
+
+    def on_apply(self, node: SimNode, entry: Entry) -> None:
+        if entry.index != node.applied + 1:
+            raise Violation(f"node {node.id} applied entry {entry.index} right after {node.applied}")
+        fact = (entry.term, entry.data)
+        known = self.applied.setdefault(entry.index, fact)
+        if known != fact:
+            raise Violation(
+                f"State Machine Safety: node {node.id} applied term {entry.term} at index {entry.index}, "
+                f"another node applied term {known[0]} there"
+            )
+
+    def on_restore(self, node: SimNode, snapshot: Snapshot) -> None:
+        known = self.committed.get(snapshot.index)
+        if known is not None and known != snapshot.term:
+            raise Violation(f"node {node.id} installed a snapshot at {snapshot.index} of term {snapshot.term}, committed term {known}")
