@@ -37,8 +37,10 @@ import bisect
 import itertools
 import logging
 import random
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -280,21 +282,26 @@ class RaftGroup:
             self.storage.save(ready.hard_state, ready.entries, ready.snapshot)
             self._send(_unsent(ready.messages, early))
             return False
-        self._writing = True
-        write = self._running_loop().run_in_executor(
-            self._disk, self.storage.save, ready.hard_state, ready.entries, ready.snapshot
-        )
-        write.add_done_callback(lambda done: self._written(ready, early, done))
+        def written() -> None:
+            self._send(_unsent(ready.messages, early))  # votes and acknowledgements: only now
+            self.core.advance(ready)
+
+        self._in_disk_thread(partial(self.storage.save, ready.hard_state, ready.entries, ready.snapshot), written)
         return True
 
-    def _written(self, ready: Ready, early: list[Message], write: asyncio.Future[None]) -> None:
+    def _in_disk_thread(self, write: Callable[[], None], then: Callable[[], None]) -> None:
+        """Run `write` in the disk thread, then `then` and the next pass on the loop; no pass meanwhile."""
+        self._writing = True
+        future = self._running_loop().run_in_executor(self._disk, write)
+        future.add_done_callback(lambda done: self._written(done, then))
+
+    def _written(self, write: asyncio.Future[None], then: Callable[[], None]) -> None:
         self._writing = False
         if self.failure is not None:
             return
         try:
             write.result()
-            self._send(_unsent(ready.messages, early))  # votes and acknowledgements: only now
-            self.core.advance(ready)
+            then()
         except Exception as exc:
             self._stop(exc)
             return
@@ -408,9 +415,13 @@ class RaftGroup:
 
     def _take_snapshot(self) -> None:
         snapshot = Snapshot(index=self._applied, term=self._applied_term, data=self._replicated.snapshot())
-        self.storage.compact(snapshot)
-        self.core.compact(snapshot)
         self._snapshot_index = snapshot.index
+        if self._disk is None:
+            self.storage.compact(snapshot)
+            self.core.compact(snapshot)
+        else:
+            # Writing the snapshot and rewriting the WAL takes several fsyncs: not on the loop.
+            self._in_disk_thread(partial(self.storage.compact, snapshot), partial(self.core.compact, snapshot))
 
     def _fail_pending(self, proposal_error: Exception, read_error: Exception | None) -> None:
         for _, futures in self._proposals.values():
