@@ -177,7 +177,8 @@ class _Outbox:
 class Transport:
     """Sends messages to peers by id and hands received ones to `deliver`, in order per sender.
 
-    `peers` maps every other node's id to its (host, port); `listen` is this node's own address.
+    `peers` maps the members' ids to their (host, port) (this node's own entry, if present, is skipped);
+    `listen` is this node's own address.
     """
 
     def __init__(
