@@ -14,9 +14,12 @@ Everything lives in one directory:
   after the node's own snapshot (`compact`) the entries after it, after one installed from the leader
   (`save(..., snapshot)`) nothing.
 
-Why a file and not SQLite: measured on the target machine, one append + fdatasync costs ~0.13 ms and a
-64-entry batch costs about the same, while SQLite in WAL mode with synchronous=FULL costs more per
-commit (figures in docs/raft-benchmark.md, reproduced by `python -m pygmy.raft.bench --storage`).
+Why a file and not SQLite: measured on the target machine (quiet disk), a save of 1 entry costs 136 µs
+and of 64 entries 185 µs (one fdatasync each), against 189 and 296 µs for SQLite in WAL mode with
+synchronous=FULL; without fsync a save costs 3-35 µs, so the disk sets the price and batching is what
+pays. Figures in docs/raft-benchmark.md, reproduced by `python -m pygmy.raft.bench --micro`. (Writing
+into a preallocated file cut the median fdatasync by roughly a third in a quick test, not its tail;
+not done.)
 """
 
 from __future__ import annotations
