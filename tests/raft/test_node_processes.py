@@ -142,3 +142,16 @@ async def test_leadership_moves_to_the_member_it_is_handed_to(group: LocalGroup)
     assert code == "ok"
     assert await group.leader() == target
     assert msgspec.msgpack.decode(await group.propose(incr("k"))) == 2
+
+
+async def test_a_leader_cut_off_from_its_quorum_steps_down(group: LocalGroup) -> None:
+    leader = await group.leader()
+    for node in group.ids:
+        if node != leader:
+            group.kill(node)
+    deadline = asyncio.get_running_loop().time() + 20
+    while (await group.statuses())[leader]["role"] == "leader":
+        assert asyncio.get_running_loop().time() < deadline, "the isolated leader kept leading"
+        await asyncio.sleep(0.05)
+    code, _, _ = await (await group.client(leader)).call("propose", incr("k"))
+    assert code == "not_leader"
