@@ -44,6 +44,7 @@ from pygmy.raft.transport import pack_frame, read_frame
 
 SYNCOBJ_ENTRY = ("-m", "pygmy.raft.bench", "syncobj-node")
 MAX_OPS_PER_POINT = 400_000
+NOTES_MARKER = "<!-- notes: kept when the benchmark rewrites this file -->"
 
 
 @dataclass
@@ -532,6 +533,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         if loads:
             plot(loads, out.with_suffix(".png"))
             markdown += f"\n![commits/s and p99 latency]({out.with_suffix('.png').name})\n"
+        # Hand-written notes below the marker survive a new run.
+        previous = out.read_text() if out.exists() else ""
+        if NOTES_MARKER in previous:
+            markdown += "\n" + previous[previous.index(NOTES_MARKER) :]
         out.write_text(markdown)
         console.print(f"written to {out}")
 
