@@ -71,8 +71,10 @@ class Model(Protocol):
 
     Optional extras the checker uses when present:
     - `partition(history) -> list[history]`: split into sub-histories that touch independent state.
-    - `read_only(input) -> bool`: True when the operation never changes state; such operations with an unknown
-      outcome constrain nothing, so they are dropped before the search instead of multiplying its branches.
+    - `read_only(input, output) -> bool`: True when an operation that gave `output` cannot have changed the state,
+      in any state where that output is legal (a read; a refused buy; a failed compare-and-set). The search then
+      takes it as soon as it is legal without branching, and drops it when its outcome is unknown (output UNKNOWN)
+      since it constrains nothing. Saying False is always safe, only slower.
     """
 
     def init(self) -> Any: ...
@@ -101,8 +103,8 @@ class RegisterModel:
             return output is UNKNOWN or output == swapped, new if swapped else state
         raise ValueError(f"register: unknown operation {input!r}")
 
-    def read_only(self, input: Any) -> bool:
-        return input[0] == "read"
+    def read_only(self, input: Any, output: Any) -> bool:
+        return input[0] == "read" or (input[0] == "cas" and output is False)
 
 
 class CounterModel:
@@ -119,7 +121,7 @@ class CounterModel:
             return output is UNKNOWN or output == state, state
         raise ValueError(f"counter: unknown operation {input!r}")
 
-    def read_only(self, input: Any) -> bool:
+    def read_only(self, input: Any, output: Any) -> bool:
         return input[0] == "read"
 
 
@@ -180,8 +182,8 @@ class StockModel:
             return output is UNKNOWN or output == state.get(arg, 0), state
         raise ValueError(f"stock: unknown operation {input!r}")
 
-    def read_only(self, input: Any) -> bool:
-        return input[0] == "lookup"
+    def read_only(self, input: Any, output: Any) -> bool:
+        return input[0] == "lookup" or (input[0] == "buy" and output == "out_of_stock")
 
     def partition(self, history: Sequence[Operation]) -> list[list[Operation]]:
         by_item: dict[Hashable, list[Operation]] = defaultdict(list)
@@ -209,12 +211,8 @@ def check(history: Sequence[Operation], model: Model, *, timeout: float | None =
     deadline = None if timeout is None else time.monotonic() + timeout
     partition = getattr(model, "partition", None)
     parts: list[Sequence[Operation]] = list(partition(history)) if partition else [history]
-    read_only = getattr(model, "read_only", None)
     gave_up = False
     for number, part in enumerate(parts, 1):
-        if read_only is not None:
-            # An unobserved read leaves the state alone whether or not it happened: it can only cost time.
-            part = [op for op in part if op.ret is not None or not read_only(op.input)]
         result = _search(part, model, deadline)
         if result.ok is False:
             where = f"in sub-history {number} of {len(parts)}: " if len(parts) > 1 else ""
@@ -232,31 +230,37 @@ def _validate(history: Sequence[Operation]) -> None:
 
 
 class _Events:
-    """The history's call and return events, sorted by time, as a doubly-linked list with O(1) removal.
+    """The history's events sorted by time: a doubly-linked list, with O(1) removal, of the calls and returns of
+    the operations whose outcome is known, and apart from it the calls of those whose outcome is unknown.
 
-    Events are integers 0..2n-1 in time order (n > 0); `head` is a sentinel before the first. A call sorts before a
-    return at the same instant, so operations that merely touch count as concurrent (the lenient reading).
+    Events are integers in time order; `head` is a sentinel before the first. A call sorts before a return at the
+    same instant, so operations that merely touch count as concurrent (the lenient reading).
     """
 
     def __init__(self, ops: Sequence[Operation]) -> None:
-        keyed = []
-        for i, op in enumerate(ops):
-            keyed.append((op.call, 0, i))
-            keyed.append((float("inf") if op.ret is None else op.ret, 1, i))
+        keyed = [(op.call, 0, i) for i, op in enumerate(ops)]
+        keyed += [(op.ret, 1, i) for i, op in enumerate(ops) if op.ret is not None]
         keyed.sort()
         size = len(keyed)
         self.head = size
-        self.op = [i for _, _, i in keyed] + [-1]
-        self.is_call = [kind == 0 for _, kind, _ in keyed] + [False]
-        self.ret_of = [0] * size  # for a call event, its operation's return event
-        call_event = {}
+        self.op = [i for _, _, i in keyed]
+        self.is_call = [kind == 0 for _, kind, _ in keyed]
+        self.call_of = [0] * len(ops)  # each operation's call event
+        self.ret_of = [-1] * size  # for the call event of a known outcome, its return event
+        self.unknown_calls: list[int] = []  # calls of operations with unknown outcome, in time order
+        self.next = [-1] * (size + 1)
+        self.prev = [-1] * (size + 1)
+        last = self.head
         for event, (_, kind, i) in enumerate(keyed):
             if kind == 0:
-                call_event[i] = event
+                self.call_of[i] = event
+                if ops[i].ret is None:
+                    self.unknown_calls.append(event)
+                    continue
             else:
-                self.ret_of[call_event[i]] = event
-        self.next = list(range(1, size)) + [-1, 0]  # the last event ends the list; the head points at event 0
-        self.prev = [size] + list(range(0, size - 1)) + [-1]
+                self.ret_of[self.call_of[i]] = event
+            self.next[last], self.prev[event] = event, last
+            last = event
 
     def _unlink(self, event: int) -> None:
         before, after = self.prev[event], self.next[event]
@@ -281,6 +285,25 @@ class _Events:
         self._relink(call)
 
 
+class _Failed:
+    """Configurations the search has fully explored without success: (known operations linearized, state) ->
+    the sets of unknown-outcome operations linearized with them.
+
+    A configuration is dead if a failed one has the same known set and state and a subset of its unknown set:
+    whatever completes it would complete that one too, by never applying the extra unknown operations.
+    """
+
+    def __init__(self) -> None:
+        self._unknown_sets: dict[tuple[int, Any], list[int]] = {}
+
+    def add(self, known: int, unknown: int, state: Any) -> None:
+        self._unknown_sets.setdefault((known, state), []).append(unknown)
+
+    def covers(self, known: int, unknown: int, state: Any) -> bool:
+        subsets = self._unknown_sets.get((known, state))
+        return subsets is not None and any(failed & unknown == failed for failed in subsets)
+
+
 @dataclass
 class _Stuck:
     """The deepest point where the search failed: how many operations it had placed, the last few, the state,
@@ -295,60 +318,105 @@ class _Stuck:
 _RECENT = 8  # how many operations of the longest prefix the explanation names
 
 
-def _search(ops: Sequence[Operation], model: Model, deadline: float | None) -> CheckResult:
-    unknown = [op.ret is None for op in ops]
-    remaining = unknown.count(False)  # known-outcome operations not yet linearized
+def _search(history: Sequence[Operation], model: Model, deadline: float | None) -> CheckResult:
+    """Depth-first search for a linearization of one (sub-)history.
+
+    One function with local variables, not a class, because this loop is the checker's whole running time.
+    From each configuration it tries, in order: every pending call of a known outcome (in the list before the
+    first return not yet passed), then every pending call of an unknown outcome (trying those last keeps the
+    sets of them small, so `_Failed` prunes more). A return reached unplaced means the configuration is dead.
+    """
+    read_only = getattr(model, "read_only", None)
+    if read_only is None:
+        ops, forced_op = list(history), [False] * len(history)
+    else:
+        # An unobserved read leaves the state alone whether or not it happened: it could only cost time.
+        ops = [op for op in history if op.ret is not None or not read_only(op.input, UNKNOWN)]
+        forced_op = [op.ret is not None and read_only(op.input, op.output) for op in ops]
+    remaining = sum(op.ret is not None for op in ops)  # known-outcome operations not yet linearized
     if remaining == 0:
         return CheckResult(True, "nothing to linearize")
     events = _Events(ops)
-    nxt, op_of, is_call, head = events.next, events.op, events.is_call, events.head
+    nxt, op_of, is_call, head, unknown_calls = events.next, events.op, events.is_call, events.head, events.unknown_calls
     step = model.step
     state = model.init()
-    linearized = 0  # bitset of operation indices
-    seen: set[tuple[int, Any]] = set()
-    stack: list[tuple[int, Any]] = []  # (call event, state before it)
+    known = unknown = 0  # bitsets of the linearized operations, by index in `ops`
+    failed = _Failed()
+    # (operation, state before it, forced, where to resume: None for the known list, else (boundary, next index))
+    stack: list[tuple[int, Any, bool, tuple[int, int] | None]] = []
     stuck = _Stuck()
     entry = nxt[head]
+    boundary = -1  # while >= 0: trying the unknown-outcome calls before this return event, from index `nth`
+    nth = 0
     steps = 0
     while True:
         steps += 1
         if deadline is not None and steps & 1023 == 0 and time.monotonic() > deadline:
             return CheckResult(None, "timeout")
-        if entry != -1 and is_call[entry]:
+        if boundary < 0 and is_call[entry]:
             i = op_of[entry]
             op = ops[i]
-            legal, after = step(state, op.input, UNKNOWN if unknown[i] else op.output)
-            if legal:
-                key = (linearized | (1 << i), after)
-                if key not in seen:
-                    seen.add(key)
-                    stack.append((entry, state))
-                    linearized, state = key
-                    events.lift(entry)
-                    if not unknown[i]:
-                        remaining -= 1
-                        if remaining == 0:
-                            return CheckResult(True, "linearizable")
-                    entry = nxt[head]
+            legal, after = step(state, op.input, op.output)
+            if not legal:
+                entry = nxt[entry]
+                continue
+            # A legal read-only step can go first in any linearization from here (it is legal now, changes
+            # nothing, and nothing pending must precede it), so taking it now loses nothing: it is not a choice.
+            forced = forced_op[i]
+            if not failed.covers(known | (1 << i), unknown, after):
+                stack.append((i, state, forced, None))
+                known |= 1 << i
+                state = after
+                events.lift(entry)
+                remaining -= 1
+                if remaining == 0:
+                    return CheckResult(True, "linearizable")
+                entry = nxt[head]
+                continue
+            if not forced:
+                entry = nxt[entry]
+                continue
+            # Forced into a dead configuration: this one is equivalent to it, so it is dead too.
+        elif boundary < 0:
+            # The return of an operation not yet placed: only an unknown-outcome operation can still help.
+            if len(stack) > stuck.depth:
+                recent = tuple(i for i, _, _, _ in stack[-_RECENT:])
+                stuck = _Stuck(len(stack), recent, state, op_of[entry])
+            boundary, nth = entry, 0
+            continue
+        else:
+            while nth < len(unknown_calls) and unknown_calls[nth] < boundary:
+                i = op_of[unknown_calls[nth]]
+                nth += 1
+                if unknown >> i & 1:
                     continue
-            entry = nxt[entry]
-            continue
-        if entry != -1 and unknown[op_of[entry]]:
-            entry = nxt[entry]  # an unknown outcome may never have taken effect: pass its return freely
-            continue
-        # The return of an operation not yet placed: this prefix cannot be extended, so undo its last choice.
-        if len(stack) > stuck.depth:
-            recent = tuple(op_of[call] for call, _ in stack[-_RECENT:])
-            stuck = _Stuck(len(stack), recent, state, None if entry == -1 else op_of[entry])
-        if not stack:
-            return CheckResult(False, _explain(ops, stuck))
-        call, state = stack.pop()
-        i = op_of[call]
-        linearized ^= 1 << i
-        events.unlift(call)
-        if not unknown[i]:
-            remaining += 1
-        entry = nxt[call]
+                legal, after = step(state, ops[i].input, UNKNOWN)
+                if legal and not failed.covers(known, unknown | (1 << i), after):
+                    stack.append((i, state, False, (boundary, nth)))
+                    unknown |= 1 << i
+                    state = after
+                    entry, boundary = nxt[head], -1
+                    break
+            if boundary < 0:
+                continue
+        # This configuration is dead: undo back to the latest real choice and resume after it.
+        while True:
+            if not stack:
+                return CheckResult(False, _explain(ops, stuck))
+            failed.add(known, unknown, state)
+            i, state, forced, resume = stack.pop()
+            if resume is None:
+                known ^= 1 << i
+                events.unlift(events.call_of[i])
+                remaining += 1
+            else:
+                unknown ^= 1 << i
+            if not forced:
+                break
+        if resume is None:
+            entry, boundary = nxt[events.call_of[i]], -1
+        else:
+            boundary, nth = resume
 
 
 def _describe(op: Operation) -> str:
