@@ -322,9 +322,10 @@ def _search(history: Sequence[Operation], model: Model, deadline: float | None) 
     """Depth-first search for a linearization of one (sub-)history.
 
     One function with local variables, not a class, because this loop is the checker's whole running time.
-    From each configuration it tries, in order: every pending call of a known outcome (in the list before the
-    first return not yet passed), then every pending call of an unknown outcome (trying those last keeps the
-    sets of them small, so `_Failed` prunes more). A return reached unplaced means the configuration is dead.
+    From each configuration it tries, in order: the pending calls of known outcome (those in the list before the
+    first return not yet passed), read-only ones first and then by `_likely_order`; then the pending calls of
+    unknown outcome (trying those last keeps the sets of them small, so `_Failed` prunes more). When all fail,
+    the configuration is dead and the search backtracks.
     """
     read_only = getattr(model, "read_only", None)
     if read_only is None:
@@ -338,85 +339,93 @@ def _search(history: Sequence[Operation], model: Model, deadline: float | None) 
         return CheckResult(True, "nothing to linearize")
     events = _Events(ops)
     nxt, op_of, is_call, head, unknown_calls = events.next, events.op, events.is_call, events.head, events.unknown_calls
+    order = [(not forced, _likely_order(op)) for op, forced in zip(ops, forced_op)]
     step = model.step
     state = model.init()
     known = unknown = 0  # bitsets of the linearized operations, by index in `ops`
     failed = _Failed()
-    # (operation, state before it, forced, where to resume: None for the known list, else (boundary, next index))
-    stack: list[tuple[int, Any, bool, tuple[int, int] | None]] = []
+    # Each frame: the operation taken, the state before it, whether it was forced, and the cursor to resume from.
+    stack: list[tuple[int, Any, bool, list[int], int, int, int]] = []
     stuck = _Stuck()
-    entry = nxt[head]
-    boundary = -1  # while >= 0: trying the unknown-outcome calls before this return event, from index `nth`
-    nth = 0
+    # The cursor over this configuration's choices: known candidates[k:], then unknown calls[nth:] before boundary.
+    candidates, boundary = _pending(nxt, is_call, op_of, head, order)
+    k = nth = 0
     steps = 0
     while True:
         steps += 1
         if deadline is not None and steps & 1023 == 0 and time.monotonic() > deadline:
             return CheckResult(None, "timeout")
-        if boundary < 0 and is_call[entry]:
-            i = op_of[entry]
+        if k < len(candidates):
+            i = candidates[k]
+            k += 1
             op = ops[i]
             legal, after = step(state, op.input, op.output)
             if not legal:
-                entry = nxt[entry]
                 continue
             # A legal read-only step can go first in any linearization from here (it is legal now, changes
             # nothing, and nothing pending must precede it), so taking it now loses nothing: it is not a choice.
             forced = forced_op[i]
-            if not failed.covers(known | (1 << i), unknown, after):
-                stack.append((i, state, forced, None))
-                known |= 1 << i
-                state = after
-                events.lift(entry)
-                remaining -= 1
-                if remaining == 0:
-                    return CheckResult(True, "linearizable")
-                entry = nxt[head]
+            if failed.covers(known | (1 << i), unknown, after):
+                if forced:
+                    k = len(candidates)  # forced into a dead configuration: this one is equivalent, so dead too
+                    nth = len(unknown_calls)
                 continue
-            if not forced:
-                entry = nxt[entry]
-                continue
-            # Forced into a dead configuration: this one is equivalent to it, so it is dead too.
-        elif boundary < 0:
-            # The return of an operation not yet placed: only an unknown-outcome operation can still help.
-            if len(stack) > stuck.depth:
-                recent = tuple(i for i, _, _, _ in stack[-_RECENT:])
-                stuck = _Stuck(len(stack), recent, state, op_of[entry])
-            boundary, nth = entry, 0
+            stack.append((i, state, forced, candidates, k, boundary, nth))
+            known |= 1 << i
+            state = after
+            events.lift(events.call_of[i])
+            remaining -= 1
+            if remaining == 0:
+                return CheckResult(True, "linearizable")
+            candidates, boundary = _pending(nxt, is_call, op_of, head, order)
+            k = nth = 0
             continue
-        else:
-            while nth < len(unknown_calls) and unknown_calls[nth] < boundary:
-                i = op_of[unknown_calls[nth]]
-                nth += 1
-                if unknown >> i & 1:
-                    continue
-                legal, after = step(state, ops[i].input, UNKNOWN)
-                if legal and not failed.covers(known, unknown | (1 << i), after):
-                    stack.append((i, state, False, (boundary, nth)))
-                    unknown |= 1 << i
-                    state = after
-                    entry, boundary = nxt[head], -1
-                    break
-            if boundary < 0:
+        if nth < len(unknown_calls) and unknown_calls[nth] < boundary:
+            i = op_of[unknown_calls[nth]]
+            nth += 1
+            if unknown >> i & 1:
                 continue
-        # This configuration is dead: undo back to the latest real choice and resume after it.
+            legal, after = step(state, ops[i].input, UNKNOWN)
+            if legal and not failed.covers(known, unknown | (1 << i), after):
+                stack.append((i, state, False, candidates, k, boundary, nth))
+                unknown |= 1 << i
+                state = after
+                candidates, boundary = _pending(nxt, is_call, op_of, head, order)
+                k = nth = 0
+            continue
+        # Every choice failed: this configuration is dead. Undo back to the latest real choice and resume there.
+        if len(stack) > stuck.depth:
+            stuck = _Stuck(len(stack), tuple(frame[0] for frame in stack[-_RECENT:]), state, op_of[boundary])
         while True:
             if not stack:
                 return CheckResult(False, _explain(ops, stuck))
             failed.add(known, unknown, state)
-            i, state, forced, resume = stack.pop()
-            if resume is None:
+            i, state, forced, candidates, k, boundary, nth = stack.pop()
+            if ops[i].ret is None:
+                unknown ^= 1 << i
+            else:
                 known ^= 1 << i
                 events.unlift(events.call_of[i])
                 remaining += 1
-            else:
-                unknown ^= 1 << i
             if not forced:
                 break
-        if resume is None:
-            entry, boundary = nxt[events.call_of[i]], -1
-        else:
-            boundary, nth = resume
+
+
+def _likely_order(op: Operation) -> float:
+    """Which pending operation to try first: the one that most likely took effect first. A replicated service
+    applies a command and then answers, so an operation takes effect nearer its return than its call."""
+    return op.ret if op.ret is not None else op.call
+
+
+def _pending(nxt: list[int], is_call: list[bool], op_of: list[int], head: int, order: list[Any]) -> tuple[list[int], int]:
+    """The known-outcome operations that may go next, best first, and the first return not yet passed."""
+    pending = []
+    event = nxt[head]
+    while is_call[event]:  # the list ends with a return while any known operation is unplaced
+        pending.append(op_of[event])
+        event = nxt[event]
+    pending.sort(key=order.__getitem__)
+    return pending, event
 
 
 def _describe(op: Operation) -> str:
