@@ -277,3 +277,12 @@ def test_serve_with_a_bad_catalog_file_fails_cleanly(tmp_path: Path, catalog_tex
 def test_serve_of_a_node_not_in_the_configuration_fails_cleanly(tmp_path: Path, kind: str, node_id: str) -> None:
     layout = Cluster(tmp_path / "cluster")
     failed_cleanly(run_pygmy("serve", kind, node_id, "--config", str(layout.config_path), timeout=30))
+
+
+def test_up_with_a_bad_catalog_file_fails_cleanly_and_leaves_no_node_running(tmp_path: Path) -> None:
+    layout = Cluster(tmp_path / "cluster")
+    bad = tmp_path / "books.json"
+    bad.write_text("not json")
+    failed_cleanly(run_pygmy("up", "--config", str(layout.config_path), "--catalog", str(bad), timeout=60))
+    still_listening = [n.name for n in layout.serving_nodes() if not port_is_free(n.port)]
+    assert not still_listening, f"pygmy up failed but left {still_listening} running"
