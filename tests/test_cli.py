@@ -13,7 +13,7 @@ import pytest
 
 from support.catalogs import REFERENCE_BOOKS, book, write_csv_catalog
 from support.cli import failed_cleanly, json_output, run_pygmy, succeeded
-from support.cluster import PYTHON, Cluster, free_ports, pid_alive, port_is_free
+from support.cluster import PYTHON, Cluster, free_ports, pid_alive, port_is_listening
 from support.http import Api
 
 COMMANDS = ["up", "serve", "search", "lookup", "buy", "update", "orders", "status", "client"]
@@ -191,7 +191,7 @@ def test_an_unreachable_frontend_fails_cleanly(command: tuple) -> None:
 
 
 def test_without_url_the_cli_talks_to_127_0_0_1_port_8080() -> None:
-    if not port_is_free(8080):
+    if port_is_listening(8080):
         pytest.skip("something listens on 127.0.0.1:8080")
     out = failed_cleanly(run_pygmy("lookup", "1"))
     assert "127.0.0.1:8080" in out
@@ -284,5 +284,5 @@ def test_up_with_a_bad_catalog_file_fails_cleanly_and_leaves_no_node_running(tmp
     bad = tmp_path / "books.json"
     bad.write_text("not json")
     failed_cleanly(run_pygmy("up", "--config", str(layout.config_path), "--catalog", str(bad), timeout=60))
-    still_listening = [n.name for n in layout.serving_nodes() if not port_is_free(n.port)]
+    still_listening = [n.name for n in layout.serving_nodes() if port_is_listening(n.port)]
     assert not still_listening, f"pygmy up failed but left {still_listening} running"

@@ -63,13 +63,11 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def port_is_free(port: int) -> bool:
+def port_is_listening(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:`port` (bind tests mislead: TIME_WAIT blocks them)."""
     with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+        s.settimeout(1.0)
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def children_of(pid: int) -> list[int]:
