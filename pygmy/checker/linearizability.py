@@ -340,6 +340,7 @@ def _search(history: Sequence[Operation], model: Model, deadline: float | None) 
     events = _Events(ops)
     nxt, op_of, is_call, head, unknown_calls = events.next, events.op, events.is_call, events.head, events.unknown_calls
     order = [(not forced, _likely_order(op)) for op, forced in zip(ops, forced_op)]
+    twin = _earlier_twins(ops, events)
     step = model.step
     state = model.init()
     known = unknown = 0  # bitsets of the linearized operations, by index in `ops`
@@ -383,7 +384,7 @@ def _search(history: Sequence[Operation], model: Model, deadline: float | None) 
         if nth < len(unknown_calls) and unknown_calls[nth] < boundary:
             i = op_of[unknown_calls[nth]]
             nth += 1
-            if unknown >> i & 1:
+            if unknown >> i & 1 or (twin[i] >= 0 and not unknown >> twin[i] & 1):
                 continue
             legal, after = step(state, ops[i].input, UNKNOWN)
             if legal and not failed.covers(known, unknown | (1 << i), after):
@@ -409,6 +410,24 @@ def _search(history: Sequence[Operation], model: Model, deadline: float | None) 
                 remaining += 1
             if not forced:
                 break
+
+
+def _earlier_twins(ops: Sequence[Operation], events: _Events) -> list[int]:
+    """For each unknown-outcome operation, the one called just before it with the same input, or -1.
+
+    Twins are interchangeable except that the earlier one may take effect anywhere the later one may, so the
+    search only ever tries the earliest twin not yet linearized: with k twins that is k + 1 ways, not 2 ** k.
+    """
+    twin = [-1] * len(ops)
+    latest: dict[Any, int] = {}
+    for event in events.unknown_calls:
+        i = events.op[event]
+        try:
+            twin[i] = latest.get(ops[i].input, -1)
+            latest[ops[i].input] = i
+        except TypeError:  # an unhashable input simply has no twins
+            pass
+    return twin
 
 
 def _likely_order(op: Operation) -> float:

@@ -3,6 +3,7 @@ model, and generated histories from a real sequential execution with random conc
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections.abc import Sequence
@@ -335,6 +336,58 @@ def test_one_read_corrupted_to_an_impossible_value_is_caught(
     assert result.ok is False
 
 
+def linearizable_by_brute_force(history: Sequence[Operation], model: Model) -> bool:
+    """The definition, run literally: some order of the known operations and some subset of the unknown ones
+    respects real time and is a legal run of the model."""
+    known = [o for o in history if o.ret is not None]
+    unknown = [o for o in history if o.ret is None]
+    for size in range(len(unknown) + 1):
+        for taken in itertools.combinations(unknown, size):
+            for order in itertools.permutations(known + list(taken)):
+                if _respects_real_time(order) and _legal_run(order, model):
+                    return True
+    return False
+
+
+def _respects_real_time(order: Sequence[Operation]) -> bool:
+    return all(b.ret is None or b.ret >= a.call for n, a in enumerate(order) for b in order[n + 1 :])
+
+
+def _legal_run(order: Sequence[Operation], model: Model) -> bool:
+    state = model.init()
+    for o in order:
+        legal, state = model.step(state, o.input, UNKNOWN if o.ret is None else o.output)
+        if not legal:
+            return False
+    return True
+
+
+ANY_OUTPUT = st.sampled_from([None, 0, 1, 2, True, False, "ok", "out_of_stock"])
+SMALL_MODELS = [("register", REGISTER, REGISTER_INPUTS), ("counter", COUNTER, COUNTER_INPUTS), ("stock", stock_model({1: 1}), STOCK_INPUTS)]
+
+
+@pytest.mark.parametrize(("name", "model", "inputs"), SMALL_MODELS, ids=[m[0] for m in SMALL_MODELS])
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_verdict_agrees_with_brute_force_on_small_arbitrary_histories(
+    name: str, model: Model, inputs: st.SearchStrategy[Any], data: st.DataObject
+) -> None:
+    # Arbitrary outputs and overlaps, so about half of these are not linearizable; a third lose their outcome.
+    operation = st.builds(
+        lambda client, input, call, length, output, lost: Operation(
+            client, input, call, output, None if lost else call + length
+        ),
+        st.integers(0, 2),
+        inputs,
+        st.integers(0, 8),
+        st.integers(0, 4),
+        ANY_OUTPUT,
+        st.integers(0, 2).map(lambda n: n == 0),
+    )
+    history = data.draw(st.lists(operation, max_size=6))
+    assert check(history, model).ok is linearizable_by_brute_force(history, model)
+
+
 # --- scale -----------------------------------------------------------------------------------------------------
 
 
@@ -355,3 +408,14 @@ def test_a_simulator_sized_history_is_checked_quickly() -> None:
     elapsed = time.monotonic() - start
     assert result.ok is True, result.explanation
     assert elapsed < 10.0  # about 0.1 s on an idle core; the bound only catches an exponential regression
+
+
+def test_a_violation_at_the_end_of_a_long_history_is_found_not_given_up_on() -> None:
+    # The hard case: proving there is no linearization means exploring every configuration before the violation.
+    history = simulated_register_run(600, 10, seed=2)
+    last_read = max(i for i, o in enumerate(history) if o.input[0] == "read" and o.ret is not None)
+    o = history[last_read]
+    history[last_read] = Operation(o.client, o.input, o.call, "never written", o.ret)
+    result = check(history, REGISTER, timeout=30.0)
+    assert result.ok is False
+    assert "could not place" in result.explanation
