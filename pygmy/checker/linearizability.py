@@ -5,11 +5,18 @@ check against (`REGISTER`, `COUNTER`, `stock_model`) and `check`, the decision p
 
 The search is Wing and Gong's with Lowe's improvements: the history becomes a doubly-linked list of call and
 return events sorted by time; a depth-first search linearizes any call whose return has not yet been passed,
-caches each (set of linearized operations, model state) it has reached so that no configuration is explored
-twice, and backtracks when it reaches the return of an operation it has not linearized. Operations whose
-outcome is unknown return at +infinity, so they may take effect at any point after their call, or never.
+remembers each configuration (set of linearized operations, model state) it has explored so that none is
+explored twice, and backtracks when it reaches the return of an operation it has not linearized. Operations whose
+outcome is unknown have no return, so they may take effect at any point after their call, or never.
 Histories are split first into independent sub-histories when the model knows how (P-compositionality,
 Horn and Kroening 2015), since the search is exponential in concurrency, not in length, and smaller is faster.
+
+Refinements of that search (each sound; the tests compare its verdicts with brute force):
+- takes a legal read-only operation (model's `read_only`) at once, without branching on it;
+- tries pending operations in order of return time, the likeliest order of effect in a replicated service;
+- tries unknown outcomes last, and treats a configuration as dead when a failed one with the same known
+  operations and state had a subset of its unknown ones; of identical unknown operations it tries only the
+  earliest not yet taken.
 """
 
 from __future__ import annotations
