@@ -55,12 +55,26 @@ def _config(path: Optional[Path], data_dir: Optional[Path] = None, catalog: Opti
     return config.with_overrides(data_dir=config.data_dir.resolve())
 
 
+def _check_catalog_file(config: Config) -> None:
+    """Refuse a bad catalog file before any node starts, naming the file and what is wrong."""
+    from pygmy.catalog.books import CatalogFileError, load_catalog_file
+
+    if config.catalog_file is None:
+        return
+    try:
+        load_catalog_file(config.catalog_file)
+    except CatalogFileError as exc:
+        err.print(f"[red]error:[/] bad catalog file {config.catalog_file.name}: {exc}")
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def up(config: Optional[Path] = ConfigOpt, data_dir: Optional[Path] = DataDirOpt, catalog: Optional[Path] = CatalogOpt) -> None:
     """Start the whole cluster on this machine; Ctrl-C stops every node."""
     from pygmy.cluster.launcher import Cluster, install_stop_handlers
 
     cfg = _config(config, data_dir, catalog)
+    _check_catalog_file(cfg)
     cluster = Cluster(cfg)
     install_stop_handlers()
     try:
@@ -100,6 +114,8 @@ def serve(
     except ConfigError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
+    if kind is Kind.catalog:
+        _check_catalog_file(cfg)
     run_node(cfg, kind.value, node_id)  # type: ignore[arg-type]
 
 
@@ -202,6 +218,7 @@ def client(
     token: Optional[str] = typer.Option(None, "--token", envvar="PYGMY_ADMIN_TOKEN", help="Admin token for restocks (default: from the configuration)."),
     config: Optional[Path] = ConfigOpt,
     url: str = UrlOpt,
+    json: bool = typer.Option(False, "--json", help="Print only a JSON summary of outcomes (for scripts)."),
 ) -> None:
     """Run the reference's random workload: search, lookup or buy every few seconds; restock now and then."""
     from pygmy.client.workload import run_workload
@@ -210,9 +227,14 @@ def client(
 
     async def go() -> Any:
         async with PygmyClient(url, admin_token=admin) as c:
-            return await run_workload(c, duration=duration, interval=interval, seed=seed, items=items, report=out.print)
+            report = (lambda line: None) if json else out.print
+            return await run_workload(c, duration=duration, interval=interval, seed=seed, items=items, report=report)
 
     outcomes = asyncio.run(go())
+    if json:
+        summary = {"duration": duration, "requests": sum(outcomes.values()), "outcomes": dict(outcomes)}
+        sys.stdout.write(orjson.dumps(summary).decode() + "\n")
+        return
     table = Table(title=f"{sum(outcomes.values())} requests in {duration:g} s")
     table.add_column("outcome")
     table.add_column("count", justify="right")

@@ -101,7 +101,7 @@ def validate_update(command: dict[str, Any]) -> None:
         raise CommandError("stock_delta must be an integer")
     if abs(delta) > 1_000_000_000:
         raise CommandError("stock_delta is out of range")
-    if cost is not None and (
+    if "cost" in command and (
         isinstance(cost, bool) or not isinstance(cost, (int, float)) or not math.isfinite(cost) or cost < 0
     ):
         raise CommandError("cost must be a non-negative number")

@@ -10,7 +10,7 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from pygmy.common.auth import internal_auth_middleware
-from pygmy.common.errors import error_middleware
+from pygmy.common.errors import ApiError, Handler, error_middleware
 from pygmy.common.metrics import metrics_handler, metrics_middleware
 from pygmy.common.timing import server_timing_middleware
 
@@ -18,6 +18,14 @@ from pygmy.common.timing import server_timing_middleware
 MAX_BODY_BYTES = 64 * 1024
 
 log = logging.getLogger(__name__)
+
+
+@web.middleware
+async def body_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """413 for a declared body over the limit, even on routes that never read their body."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise ApiError(413, "payload_too_large", f"request body over {MAX_BODY_BYTES // 1024} KiB")
+    return await handler(request)
 
 
 def make_app(tier: str, cluster_secret: str) -> web.Application:
@@ -28,6 +36,7 @@ def make_app(tier: str, cluster_secret: str) -> web.Application:
             metrics_middleware(tier),
             server_timing_middleware(tier),
             error_middleware,
+            body_limit_middleware,
             internal_auth_middleware(cluster_secret),
         ],
     )

@@ -81,6 +81,7 @@ def test_update_that_would_make_stock_negative_is_refused_and_changes_nothing(ma
         {"op": "update", "item": 2, "cost": -1},
         {"op": "update", "item": 2, "cost": "free"},
         {"op": "update", "item": 2, "cost": float("nan")},
+        {"op": "update", "item": 2, "cost": None},
         {"op": "update", "item": 0, "stock_delta": 1},
         {"op": "decrement", "item": "1"},
         {"op": "explode"},
