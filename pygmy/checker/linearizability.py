@@ -82,6 +82,8 @@ class Model(Protocol):
       in any state where that output is legal (a read; a refused buy; a failed compare-and-set). The search then
       takes it as soon as it is legal without branching, and drops it when its outcome is unknown (output UNKNOWN)
       since it constrains nothing. Saying False is always safe, only slower.
+    - `simplify(history) -> history`: an equivalent history (the same verdict) with operations dropped that
+      cannot matter, e.g. lost writes nobody saw; unknown outcomes are what makes the search slow.
     """
 
     def init(self) -> Any: ...
@@ -112,6 +114,26 @@ class RegisterModel:
 
     def read_only(self, input: Any, output: Any) -> bool:
         return input[0] == "read" or (input[0] == "cas" and output is False)
+
+    def simplify(self, history: Sequence[Operation]) -> list[Operation]:
+        """Drop unknown-outcome writes of a value no read returned and no compare-and-set expects.
+
+        Such a write, if it took effect, was overwritten before anyone looked, so the run without it is as
+        legal, unless a failed compare-and-set needed it in place (then nothing is dropped); an unknown-outcome
+        compare-and-set it made fail can be dropped with it.
+        """
+        try:
+            seen = {op.output for op in history if op.ret is not None and op.input[0] == "read"}
+            expected = {op.input[1][0] for op in history if op.input[0] == "cas"}
+        except TypeError:  # unhashable values: keep everything
+            return list(history)
+        if any(op.input[0] == "cas" and op.ret is not None and op.output is False for op in history):
+            return list(history)
+
+        def unobserved(op: Operation) -> bool:
+            return op.ret is None and op.input[0] == "write" and op.input[1] not in seen and op.input[1] not in expected
+
+        return [op for op in history if not unobserved(op)]
 
 
 class CounterModel:
@@ -219,8 +241,9 @@ def check(history: Sequence[Operation], model: Model, *, timeout: float | None =
     partition = getattr(model, "partition", None)
     parts: list[Sequence[Operation]] = list(partition(history)) if partition else [history]
     gave_up = False
+    simplify = getattr(model, "simplify", None)
     for number, part in enumerate(parts, 1):
-        result = _search(part, model, deadline)
+        result = _search(simplify(part) if simplify else part, model, deadline)
         if result.ok is False:
             where = f"in sub-history {number} of {len(parts)}: " if len(parts) > 1 else ""
             return CheckResult(False, where + result.explanation)

@@ -101,6 +101,18 @@ def test_unknown_outcome_write_takes_effect_at_most_once() -> None:
     assert linearizable(history, REGISTER) is False
 
 
+def test_a_failed_compare_and_set_can_be_the_only_sign_that_a_lost_write_took_effect() -> None:
+    history = [write(0, 1, 0, 1), write(1, 2, 2, None), op(0, ("cas", (1, 3)), 3, 4, False), write(0, 5, 5, 6)]
+    assert linearizable(history + [read(0, 5, 7, 8)], REGISTER) is True
+    assert linearizable(history + [read(0, 3, 7, 8)], REGISTER) is False
+
+
+def test_many_lost_writes_nobody_saw_do_not_slow_down_finding_a_stale_read() -> None:
+    lost = [write(c, 100 + c, c, None) for c in range(40)]
+    history = lost + [write(50, 1, 0, 1), write(50, 2, 50, 51), read(51, 1, 52, 53)]
+    assert check(history, REGISTER, timeout=5.0).ok is False
+
+
 def test_compare_and_set_succeeds_only_on_the_expected_value() -> None:
     history = [
         write(0, 1, 0, 1),
