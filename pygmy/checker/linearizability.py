@@ -249,7 +249,8 @@ def check(history: Sequence[Operation], model: Model, *, timeout: float | None =
             return CheckResult(False, where + result.explanation)
         gave_up = gave_up or result.ok is None
     if gave_up:
-        return CheckResult(None, f"gave up after {timeout} s before deciding")
+        lost = sum(op.ret is None for op in history)
+        return CheckResult(None, f"gave up after {timeout} s: {len(history)} operations, {lost} of unknown outcome")
     return CheckResult(True, f"linearizable: {len(history)} operations in {len(parts)} independent sub-histories")
 
 
