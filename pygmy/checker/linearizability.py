@@ -240,17 +240,19 @@ def check(history: Sequence[Operation], model: Model, *, timeout: float | None =
     deadline = None if timeout is None else time.monotonic() + timeout
     partition = getattr(model, "partition", None)
     parts: list[Sequence[Operation]] = list(partition(history)) if partition else [history]
-    gave_up = False
+    gave_up = ""
     simplify = getattr(model, "simplify", None)
     for number, part in enumerate(parts, 1):
         result = _search(simplify(part) if simplify else part, model, deadline)
         if result.ok is False:
             where = f"in sub-history {number} of {len(parts)}: " if len(parts) > 1 else ""
             return CheckResult(False, where + result.explanation)
-        gave_up = gave_up or result.ok is None
+        if result.ok is None and not gave_up:
+            gave_up = result.explanation
     if gave_up:
         lost = sum(op.ret is None for op in history)
-        return CheckResult(None, f"gave up after {timeout} s: {len(history)} operations, {lost} of unknown outcome")
+        summary = f"gave up after {timeout} s: {len(history)} operations, {lost} of unknown outcome"
+        return CheckResult(None, f"{summary}; {gave_up}")
     return CheckResult(True, f"linearizable: {len(history)} operations in {len(parts)} independent sub-histories")
 
 
@@ -386,7 +388,8 @@ def _search(history: Sequence[Operation], model: Model, deadline: float | None) 
     while True:
         steps += 1
         if deadline is not None and steps & 1023 == 0 and time.monotonic() > deadline:
-            return CheckResult(None, "timeout")
+            # Where it was stuck deepest is the likeliest place of a violation, if there is one.
+            return CheckResult(None, _explain(ops, stuck, "not decided") if stuck.depth >= 0 else "not decided")
         if k < len(candidates):
             i = candidates[k]
             k += 1
@@ -483,8 +486,8 @@ def _describe(op: Operation) -> str:
     return f"client {op.client}: {op.input!r} at {op.call} {outcome}"
 
 
-def _explain(ops: Sequence[Operation], stuck: _Stuck) -> str:
-    lines = [f"not linearizable: the longest linearizable prefix found has {stuck.depth} of {len(ops)} operations"]
+def _explain(ops: Sequence[Operation], stuck: _Stuck, verdict: str = "not linearizable") -> str:
+    lines = [f"{verdict}: the longest linearizable prefix found has {stuck.depth} of {len(ops)} operations"]
     if stuck.recent:
         lines.append(f"  ending with (last {len(stuck.recent)}, in linearization order):")
         lines.extend(f"    {_describe(ops[i])}" for i in stuck.recent)

@@ -244,12 +244,14 @@ def test_explanation_names_the_longest_prefix_and_the_operation_that_could_not_b
     assert "client 1: ('read', None) at 4 -> 1 at 5" in explanation
 
 
-def test_gives_up_with_none_at_its_timeout() -> None:
+def test_gives_up_with_none_at_its_timeout_pointing_at_where_it_was_stuck() -> None:
     # Many concurrent unknown-outcome adds and an impossible read: the search must explore every subset.
     history = [add(c, 1 << c, 0, None) for c in range(40)] + [read(99, -1, 1, 2)]
     start = time.monotonic()
-    assert check(history, COUNTER, timeout=0.2).ok is None
+    result = check(history, COUNTER, timeout=0.2)
     assert time.monotonic() - start < 2.0
+    assert result.ok is None
+    assert "could not place before its return: client 99: ('read', None) at 1 -> -1 at 2" in result.explanation
 
 
 # --- generated histories ---------------------------------------------------------------------------------------
