@@ -203,7 +203,7 @@ class RaftCore:
         self.applied = self.log.snapshot.index if applied is None else applied
         self._applying_to = self.applied  # committed entries up to here were handed out to apply
         self._handed_hard_state = hard_state
-        self._vote_hidden = False  # planted bug "vote_before_persist"
+        self._unpersisted_grant: HardState | None = None  # planted bug "vote_before_persist": what the disk keeps
 
         self.role = Role.FOLLOWER
         self.leader: int | None = None
@@ -359,8 +359,9 @@ class RaftCore:
         return self.log.term_at(index)
 
     def _hard_state(self) -> HardState:
-        vote = None if self._vote_hidden else self.vote
-        return HardState(self.term, vote, self.commit)
+        if self._unpersisted_grant is not None:
+            return HardState(self._unpersisted_grant.term, self._unpersisted_grant.vote, self.commit)
+        return HardState(self.term, self.vote, self.commit)
 
     def _apply_limit(self) -> int:
         if "apply_before_commit" in self.bugs:
@@ -380,7 +381,7 @@ class RaftCore:
         if term != self.term:
             self.term = term
             self.vote = None
-            self._vote_hidden = False
+            self._unpersisted_grant = None
 
     def _reset(self, term: int) -> None:
         self._set_term(term)
@@ -498,9 +499,11 @@ class RaftCore:
             self._send(RequestVoteResponse(self.id, m.src, self.term, granted=False, pre_vote=m.pre_vote))
             return
         if not m.pre_vote:
+            if "vote_before_persist" in self.bugs:
+                # Planted bug: the grant leaves while the disk keeps the term and vote from before it.
+                self._unpersisted_grant = self._handed_hard_state
             self.vote = m.src
             self._election_elapsed = 0
-            self._vote_hidden = "vote_before_persist" in self.bugs
         # The grant sits in the same Ready as the hard state holding the vote, so it goes out only once durable.
         self._send(RequestVoteResponse(self.id, m.src, m.term, granted=True, pre_vote=m.pre_vote))
 

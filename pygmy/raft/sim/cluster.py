@@ -37,7 +37,7 @@ TICK = 10  # simulated time units per tick; message and disk latencies are a few
 @dataclass(frozen=True)
 class SimConfig:
     nodes: int = 5
-    ticks: int = 300  # length of the fault phase
+    ticks: int = 1000  # length of the fault phase
     clients: int = 3
     workload: str | None = None  # "register" or "counter"; None: chosen by the seed
     bugs: frozenset[str] = frozenset()
@@ -87,7 +87,7 @@ def _draw_faults(rng: random.Random) -> _Faults:
         heartbeat_ticks=rng.choice([1, 2, 3]),
         pre_vote=rng.random() < 0.5,
         check_quorum=rng.random() < 0.5,
-        max_entries_per_message=rng.choice([1, 2, 4, 256]),
+        max_entries_per_message=rng.choice([1, 1, 2, 4, 256]),
         max_inflight_messages=rng.choice([1, 4, 64]),
     )
     return _Faults(
@@ -205,13 +205,19 @@ class Simulation:
 
     def _crash_point(self, rd: Ready) -> str | None:
         """Where (if at all) a node dies around an fsync: the moments a durability mistake shows."""
-        if not (self.faulty and rd.must_sync and self.fault_rng.random() < self.faults.crash_at_sync):
+        if not self.faulty:
+            return None
+        # Mostly where something became durable (entries, term, vote); sometimes anywhere.
+        chance = self.faults.crash_at_sync * (1.0 if rd.must_sync else 0.1)
+        if self.fault_rng.random() >= chance:
             return None
         return self.fault_rng.choice(["during fsync", "before send", "after send"])
 
     def _bounce(self, node: SimNode, point: str) -> None:
         self.log(f"n{node.id} dies {point}")
-        self._crash(node, self.fault_rng.randint(1, 3 * TICK))  # a process bounce: back within ~1 tick
+        # Either a process bounce (back within a few ticks) or a longer outage.
+        rng = self.fault_rng
+        self._crash(node, rng.choice([rng.randint(1, 3 * TICK), rng.randint(10 * TICK, 40 * TICK)]))
 
     def _crash(self, node: SimNode, restart_after: int) -> None:
         if not node.alive:
@@ -239,8 +245,8 @@ class Simulation:
             return
         rng = self.fault_rng
         action = rng.choices(
-            ["crash", "crash_leader", "partition", "isolate_leader", "bridge", "one_way", "heal", "nothing"],
-            weights=[2, 2, 2, 2, 2, 1, 3, 1],
+            ["crash", "crash_leader", "partition", "isolate_leader", "bridge", "one_way", "transfer", "heal", "nothing"],
+            weights=[2, 2, 2, 2, 2, 1, 2, 3, 1],
         )[0]
         alive = [n for n in self.nodes.values() if n.alive]
         can_crash = len(alive) > len(self.members) // 2  # the nemesis leaves a quorum up (sync crashes may not)
@@ -272,6 +278,10 @@ class Simulation:
             cut = rng.sample(links, rng.randint(1, len(self.members)))
             self.network.cut |= set(cut)
             self.log(f"cut links {sorted(cut)}")
+        elif action == "transfer" and (leader := self._leader()):
+            target = rng.choice([m for m in self.members if m != leader.id])
+            self.log(f"n{leader.id} transfers leadership to n{target}")
+            leader.transfer(target)
         elif action == "heal":
             self.network.heal()
             self.log("heal network")

@@ -36,6 +36,9 @@ class SimDisk:
         self.entries = [e for e in self.entries if e.index > snapshot.index]
         self.snapshot = snapshot
 
+    def last_term(self) -> int:
+        return self.entries[-1].term if self.entries else self.snapshot.term
+
     def last_index(self) -> int:
         return self.snapshot.index + len(self.entries)
 

@@ -4,7 +4,9 @@ Each check is incremental so it can run after every event:
 - Election Safety: at most one leader per term.
 - Log Matching: two entries with the same index and term are identical and follow the same term — by
   induction, the logs are identical up to there. Checked on what reaches a disk.
-- Leader Completeness: a newly elected leader holds every entry committed so far.
+- Leader Completeness: a newly elected leader holds every entry committed so far; and, checked when a
+  leader commits, every node missing the entry has a log that no quorum would vote for (Raft §5.4.3's
+  argument, so a Figure 8 mistake shows even before another leader is elected).
 - State Machine Safety: no two nodes apply different entries at one index.
 Plus: a node's commit index never decreases while it runs, and each node applies indexes in order.
 """
@@ -33,6 +35,8 @@ class SafetyChecker:
         self._seen: dict[int, tuple[int, Role, int, int]] = {}  # node -> (incarnation, role, term, commit)
 
     def after_event(self, nodes: list[SimNode]) -> None:
+        self.nodes = nodes
+        self.quorum = len(nodes) // 2 + 1
         for node in nodes:
             core = node.core
             if core is None:
@@ -54,11 +58,29 @@ class SafetyChecker:
         assert core is not None
         for index in range(max(since, core.log.snapshot.index) + 1, core.commit + 1):
             term = core.term_at(index)
+            assert term is not None
             known = self.committed.setdefault(index, term)
             if known != term:
                 raise Violation(
                     f"State Machine Safety: node {node.id} committed term {term} at index {index}, "
                     f"another node committed term {known} there"
+                )
+            if core.role is Role.LEADER:
+                self._check_electable_without(node, index, term)
+
+    def _check_electable_without(self, leader: SimNode, index: int, term: int) -> None:
+        """No node lacking a just-committed entry may have a log that a quorum of logs would vote for."""
+        disks = [node.disk for node in self.nodes]
+        for candidate in self.nodes:
+            disk = candidate.disk
+            if index <= disk.snapshot.index or disk.term_at(index) == term:
+                continue
+            mine = (disk.last_term(), disk.last_index())
+            electors = sum(1 for other in disks if (other.last_term(), other.last_index()) <= mine)
+            if electors >= self.quorum:
+                raise Violation(
+                    f"Leader Completeness: node {leader.id} committed entry {index} of term {term}, but node "
+                    f"{candidate.id} lacks it and {electors} of {len(disks)} logs would vote for it"
                 )
 
     def _new_leader(self, node: SimNode) -> None:

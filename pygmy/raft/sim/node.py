@@ -99,6 +99,11 @@ class SimNode:
             self.sim.reply(req, NOT_LEADER, exc.leader)
         self.pump()
 
+    def transfer(self, target: int) -> None:
+        assert self.core is not None
+        self.core.transfer_leadership(target)
+        self.pump()
+
     # -- the runtime loop --------------------------------------------------------------------------------------
 
     def pump(self) -> None:

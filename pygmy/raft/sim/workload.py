@@ -20,14 +20,18 @@ _encode = msgspec.msgpack.encode
 _decode = msgspec.msgpack.decode
 
 
-class RegisterMachine:
-    """A single register; ("write", v) sets it, a query returns it."""
+class ValueMachine:
+    """The replicated state: one value, a register ("write" replaces it) or a counter ("add" adds to it).
 
-    def __init__(self) -> None:
-        self.value: Any = None
+    The counter matters: unlike a register write, applying an addition twice shows in later reads.
+    """
+
+    def __init__(self, initial: Any = None) -> None:
+        self.value = initial
 
     def apply(self, command: bytes) -> bytes:
-        _, self.value = _decode(command)
+        kind, arg = _decode(command)
+        self.value = arg if kind == "write" else self.value + arg
         return _encode(None)
 
     def query(self, query: bytes) -> bytes:
@@ -40,32 +44,14 @@ class RegisterMachine:
         self.value = _decode(data)
 
 
-class CounterMachine:
-    """A counter; ("add", n) adds, a query returns the total. Unlike a register it exposes a double apply."""
-
-    def __init__(self) -> None:
-        self.total = 0
-
-    def apply(self, command: bytes) -> bytes:
-        _, n = _decode(command)
-        self.total += n
-        return _encode(None)
-
-    def query(self, query: bytes) -> bytes:
-        return _encode(self.total)
-
-    def snapshot(self) -> bytes:
-        return _encode(self.total)
-
-    def restore(self, data: bytes) -> None:
-        self.total = _decode(data)
-
-
 @dataclass(frozen=True)
 class Workload:
     name: str
     model: Model
-    machine: type
+    initial: Any
+
+    def machine(self) -> ValueMachine:
+        return ValueMachine(self.initial)
 
     def next_input(self, rng: random.Random, unique: int) -> tuple[str, Any]:
         if rng.random() < 0.4:
@@ -73,7 +59,7 @@ class Workload:
         return ("write", unique) if self.name == "register" else ("add", rng.randint(1, 3))
 
 
-WORKLOADS = {"register": Workload("register", REGISTER, RegisterMachine), "counter": Workload("counter", COUNTER, CounterMachine)}
+WORKLOADS = {"register": Workload("register", REGISTER, None), "counter": Workload("counter", COUNTER, 0)}
 
 
 def encode_input(op_input: tuple[str, Any]) -> bytes:
