@@ -72,7 +72,8 @@ async def _serve(
     app = await app_factory()
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    # A deep accept backlog: bursts of new connections wait in the kernel rather than being dropped.
+    site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
     await site.start()
     log.info("%s listening on http://%s:%d", name, host, port)
     stop = asyncio.Event()

@@ -35,17 +35,19 @@ class Reply:
 
 
 class TierClient:
-    def __init__(self, secret: str, *, timeout: float = 5.0, pool_size: int = 256) -> None:
+    def __init__(self, secret: str, *, timeout: float = 5.0, per_host: int = 64) -> None:
         self._secret = secret
-        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=1.0)
-        self._pool_size = pool_size
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=3.0)
+        # A bounded pool per tier: a burst of requests queues for a warm keep-alive connection instead
+        # of opening hundreds of sockets at once and overflowing the next tier's accept backlog.
+        self._per_host = per_host
         self._session: aiohttp.ClientSession | None = None
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         # Created lazily: a ClientSession must be made inside the running event loop.
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._pool_size, ttl_dns_cache=300),
+                connector=aiohttp.TCPConnector(limit=0, limit_per_host=self._per_host, ttl_dns_cache=300),
                 timeout=self._timeout,
                 headers={SECRET_HEADER: self._secret},
                 json_serialize=lambda v: orjson.dumps(v).decode(),
@@ -67,7 +69,7 @@ class TierClient:
             kwargs["data"] = orjson.dumps(json)
             kwargs["headers"] = {"Content-Type": "application/json"}
         if timeout is not None:
-            kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 1.0))
+            kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout)
         try:
             async with session.request(method, url, **kwargs) as resp:
                 raw = await resp.read()
