@@ -90,7 +90,7 @@ class Ready:
     snapshot: Snapshot | None = None  # persist, discard every stored entry, restore the state machine from it
     entries: list[Entry] = field(default_factory=list)  # persist: discard stored entries >= entries[0].index, append
     messages: list[Message] = field(default_factory=list)  # send only after the above is durable
-    committed: list[Entry] = field(default_factory=list)  # apply in order (only ever committed entries)
+    committed: list[Entry] = field(default_factory=list)  # apply in order (only committed; skip EntryKind.NOOP)
     read_states: list[ReadState] = field(default_factory=list)  # serve these reads once applied >= index
     failed_reads: list[int] = field(default_factory=list)  # ctx of reads dropped (leadership lost): retry elsewhere
     # False when only the commit index changed: the runtime may then write without fsync (it is recomputable).

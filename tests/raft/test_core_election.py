@@ -83,6 +83,14 @@ def test_a_vote_grant_goes_out_only_with_the_term_and_vote_persisted_in_the_same
     assert rd.must_sync
 
 
+def test_the_planted_vote_bug_sends_the_grant_while_the_disk_keeps_the_old_term_and_vote() -> None:
+    core = make_core(2, hard_state=HardState(term=3), bugs=frozenset({"vote_before_persist"}))
+    core.step(RequestVote(1, 2, 4, last_log_index=0, last_log_term=0))
+    rd = drain(core)
+    assert RequestVoteResponse(2, 1, 4, granted=True) in rd.messages
+    assert rd.hard_state is None  # a crash now forgets both the new term and the vote
+
+
 def test_a_vote_granted_between_ready_and_advance_waits_for_the_next_ready() -> None:
     core = make_core(2, hard_state=HardState(term=3))
     in_flight = core.ready() if core.has_ready() else None

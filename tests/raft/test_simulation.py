@@ -41,6 +41,17 @@ def test_the_simulation_reports_each_planted_bug_within_the_seed_budget(bug: str
     assert kind in (result.failure or ""), result.failure
 
 
+def test_without_client_sessions_a_retried_write_applies_twice_and_the_history_is_not_linearizable() -> None:
+    config = SimConfig(nodes=3, workload="counter", sessions=False)
+    for seed in range(50):
+        result = run_seed(seed, config)
+        if not result.ok:
+            break
+    else:
+        pytest.fail("double applies went unnoticed")
+    assert result.kind == "linearizability", result.failure
+
+
 def test_every_planted_bug_has_a_test() -> None:
     tested = {"apply_before_commit", "vote_before_persist", "commit_old_term_by_counting"}
     assert tested == KNOWN_BUGS

@@ -44,6 +44,7 @@ class SimConfig:
     liveness_ticks: int = 150  # once faults stop, a new write must complete within this many ticks
     op_ticks: int = 60  # a client gives up on an operation after this long (outcome unknown)
     check_timeout: float = 20.0  # seconds for the linearizability search before it gives up
+    sessions: bool = True  # False: retried writes may apply twice (shows what client sessions are for)
 
 
 @dataclass

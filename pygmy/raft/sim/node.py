@@ -53,7 +53,8 @@ class SimNode:
             entries=self.disk.entries,
             bugs=sim.bugs,
         )
-        self.sm = SessionStateMachine(self.machine())
+        # Without sessions (a table of size 0) every retry of a write is applied again.
+        self.sm = SessionStateMachine(self.machine(), max_clients=10_000 if sim.config.sessions else 0)
         if self.disk.snapshot.index:
             self.sm.restore(self.disk.snapshot.data)
         self.applied = self.disk.snapshot.index
