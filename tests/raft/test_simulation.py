@@ -3,6 +3,10 @@ and a seed replays exactly."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -65,6 +69,21 @@ def test_a_seed_replays_exactly() -> None:
         runs.append((lines, result.events, result.time, result.committed, result.operations))
     assert runs[0] == runs[1]
     assert len(runs[0][0]) > 100
+
+
+def test_a_seed_replays_exactly_in_another_process_with_other_hash_seeds() -> None:
+    script = (
+        "import hashlib; from pygmy.raft.sim import run_seed, SimConfig; lines = [];"
+        "run_seed(5, SimConfig(nodes=3, ticks=150), trace=lines.append);"
+        "print(hashlib.sha256('\\n'.join(lines).encode()).hexdigest())"
+    )
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", script], env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, text=True, check=True
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(digests) == 1
 
 
 def test_different_seeds_explore_different_runs() -> None:
