@@ -303,9 +303,12 @@ class RaftCore:
             or self.log.last_index() > self.log.handed_to
             or self._hard_state() != self._handed_hard_state
             or self._apply_limit() > self._applying_to
+            or self._has_commit_news()
         )
 
     def ready(self) -> Ready:
+        if self.role is Role.LEADER:
+            self._send_commit_news()
         hard_state = self._hard_state()
         changed = hard_state != self._handed_hard_state
         entries = self.log.unpersisted()
@@ -339,8 +342,8 @@ class RaftCore:
             self.applied = max(self.applied, ready.committed[-1].index)
         if ready.entries:
             self.log.mark_persisted(ready.entries[-1])
-            if self.role is Role.LEADER and self._maybe_commit():
-                self._broadcast_commit()
+            if self.role is Role.LEADER:
+                self._maybe_commit()
 
     def status(self) -> Status:
         return Status(
@@ -632,14 +635,23 @@ class RaftCore:
         self._send(AppendEntries(self.id, peer, self.term, prev, prev_term or 0, (), self.commit, self._heartbeat_seq))
         pr.commit_sent = max(pr.commit_sent, min(prev, self.commit))
 
-    def _send_commit(self, peer: int, pr: _Progress) -> None:
-        """Tell a follower about commits it can apply, unless it already heard."""
-        if min(pr.match, self.commit) > pr.commit_sent:
-            self._send_heartbeat(peer, pr)
+    def _send_commit_news(self) -> None:
+        """Tell followers about commits they can apply that no message in this Ready tells them yet.
 
-    def _broadcast_commit(self) -> None:
+        Deferred to `ready()` so that many acknowledgements (each advancing the commit index) cost at most one
+        extra message per follower per Ready, and none when an AppendEntries carries the news anyway.
+        """
         for peer in self.peers:
-            self._send_commit(peer, self._progress[peer])
+            pr = self._progress[peer]
+            if self._owes_commit(pr):
+                self._send_heartbeat(peer, pr)
+
+    def _has_commit_news(self) -> bool:
+        return self.role is Role.LEADER and any(self._owes_commit(pr) for pr in self._progress.values())
+
+    def _owes_commit(self, pr: _Progress) -> bool:
+        # A follower behind our snapshot learns the commit index from the snapshot instead.
+        return min(pr.match, self.commit) > pr.commit_sent and self.log.term_at(pr.match) is not None
 
     def _broadcast_append(self) -> None:
         for peer in self.peers:
@@ -663,6 +675,7 @@ class RaftCore:
             if pr.state is _Replication.REPLICATE and not entries:
                 return
             self._send(AppendEntries(self.id, peer, self.term, prev, prev_term, entries, self.commit, self._heartbeat_seq))
+            pr.commit_sent = max(pr.commit_sent, min(last, self.commit))
             if pr.state is _Replication.PROBE:
                 pr.probe_sent = True  # one probe at a time until we know where the logs agree
                 return
@@ -715,10 +728,9 @@ class RaftCore:
                 pr.become_replicate()  # found where our logs agree: stream from here
             else:
                 pr.probe_sent = False  # an answer to something else (a heartbeat): the probe may be lost, resend
-        if news and self._maybe_commit():
-            self._broadcast_commit()
+        if news:
+            self._maybe_commit()
         self._send_append(peer)
-        self._send_commit(peer, pr)
         if peer == self._transfer_target and pr.match == self.log.last_index():
             self._send(TimeoutNow(self.id, peer, self.term))
 

@@ -145,9 +145,12 @@ class Simulation:
         self.at(self.fault_rng.randint(1, 2 * self.faults.nemesis_ticks) * TICK, self._nemesis)
         self.at(self.fault_end, self._end_faults)
         nodes = list(self.nodes.values())
+        budget = 200 * len(nodes) * (self.config.ticks + self.config.liveness_ticks + self.config.op_ticks)
         while self._queue and not self._finished():
             self.now, _, action, args = heapq.heappop(self._queue)
             self.events += 1
+            if self.events > budget:
+                raise Violation(f"runaway: more than {budget} events (a node that never goes quiet?)")
             action(*args)
             self.checker.after_event(nodes)
 

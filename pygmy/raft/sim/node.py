@@ -115,6 +115,8 @@ class SimNode:
             self._drop_proposals(lambda index: True)  # they may still commit: the client retries, sessions dedupe
         if self.in_flight is None and core.has_ready():
             self.in_flight = core.ready()
+            if self.in_flight.is_empty():
+                raise AssertionError(f"node {self.id}: has_ready() but the Ready is empty")
             self.sim.schedule_sync(self)
 
     def persist(self) -> Ready:
