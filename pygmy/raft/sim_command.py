@@ -95,6 +95,10 @@ def _summary(results: list[SimResult], elapsed: float | None, config: SimConfig)
     table.add_row("committed entries per seed", f"{sum(r.committed for r in results) / count:.0f}")
     table.add_row("client operations per seed", f"{sum(r.operations for r in results) / count:.0f}")
     table.add_row("  of which outcome unknown", f"{sum(r.unknown for r in results) / count:.1f}")
+    recoveries = sorted(r.recovery_ticks for r in results if r.recovery_ticks is not None)
+    if recoveries:
+        median, worst = recoveries[len(recoveries) // 2], recoveries[-1]
+        table.add_row("ticks to commit after faults stop", f"median {median:.0f}, max {worst:.0f}")
     undecided = sum(r.linearizable is None and r.kind is None for r in results)
     if undecided:
         table.add_row("linearizability undecided (timeout)", str(undecided))

@@ -61,7 +61,7 @@ class SimResult:
     unknown: int = 0
     workload: str = ""
     linearizable: bool | None = None
-    trace: list[str] = field(default_factory=list)
+    recovery_ticks: float | None = None  # from the end of faults until the liveness write completed
 
 
 @dataclass(frozen=True)
@@ -350,7 +350,8 @@ class Simulation:
             output = decode_output(value) if req.input[0] == "read" else None
             client.finish(output, self.now)
             self.log(f"client {client.label} <- {req.input} = {output}")
-            self.at(client.rng.randint(1, 3 * TICK), self._next_operation, client)
+            if client is not self.probe:
+                self.at(client.rng.randint(1, 3 * TICK), self._next_operation, client)
             return
         client.leader_guess = value if outcome == NOT_LEADER and value != req.client.leader_guess else None
         if req.attempt == client.current.attempt:  # type: ignore[union-attr]
@@ -368,6 +369,12 @@ class Simulation:
             self.at(client.rng.randint(1, 3 * TICK), self._next_operation, client)
 
     # -- verdict --------------------------------------------------------------------------------------------
+
+    def recovery_ticks(self) -> float | None:
+        """How long after faults stopped the liveness write took to complete."""
+        if self.probe is None or not self.probe.history or self.probe.history[-1].ret is None:
+            return None
+        return (self.probe.history[-1].ret - self.fault_end) / TICK
 
     def history(self) -> list[Any]:
         ops = [op for c in self.clients for op in c.history]
@@ -410,5 +417,6 @@ def run_seed(seed: int, config: SimConfig = SimConfig(), trace: Callable[[str], 
     history = sim.history()
     result.time, result.events = sim.now, sim.events
     result.terms, result.committed = len(sim.checker.leaders), len(sim.checker.committed)
+    result.recovery_ticks = sim.recovery_ticks()
     result.operations, result.unknown = len(history), sum(op.ret is None for op in history)
     return result
