@@ -69,6 +69,9 @@ class Cluster:
         return [name for name, p in self.procs.items() if p.poll() is not None]
 
     def stop(self) -> None:
+        # A second Ctrl-C (or make passing the signal on) must not abort the stop half-way.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
