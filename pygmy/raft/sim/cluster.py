@@ -20,7 +20,7 @@ import itertools
 import random
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pygmy.checker.linearizability import UNKNOWN, CheckResult, check

@@ -32,6 +32,7 @@ class SafetyChecker:
         self.entries: dict[tuple[int, int], tuple[int, bytes]] = {}  # (index, term) -> (previous term, data)
         self.committed: dict[int, int] = {}  # index -> term, from every node's commit index
         self.applied: dict[int, tuple[int, bytes]] = {}  # index -> (term, data), from every node's state machine
+        self.snapshots: dict[int, bytes] = {}  # index -> state machine snapshot taken or installed there
         self._seen: dict[int, tuple[int, Role, int, int]] = {}  # node -> (incarnation, role, term, commit)
 
     def after_event(self, nodes: list[SimNode]) -> None:
@@ -123,7 +124,11 @@ class SafetyChecker:
                 f"another node applied term {known[0]} there"
             )
 
-    def on_restore(self, node: SimNode, snapshot: Snapshot) -> None:
+    def on_snapshot(self, node: SimNode, snapshot: Snapshot) -> None:
+        """A node snapshotted its state machine, or installed a snapshot: same index, same state everywhere."""
         known = self.committed.get(snapshot.index)
         if known is not None and known != snapshot.term:
-            raise Violation(f"node {node.id} installed a snapshot at {snapshot.index} of term {snapshot.term}, committed term {known}")
+            raise Violation(f"node {node.id} has a snapshot at {snapshot.index} of term {snapshot.term}, committed term {known}")
+        state = self.snapshots.setdefault(snapshot.index, snapshot.data)
+        if state != snapshot.data:
+            raise Violation(f"State Machine Safety: node {node.id}'s state at index {snapshot.index} differs from another's")

@@ -145,7 +145,7 @@ class SimNode:
     def _restore(self, snapshot: Snapshot) -> None:
         self.sm.restore(snapshot.data)
         self.applied = snapshot.index
-        self.sim.checker.on_restore(self, snapshot)
+        self.sim.checker.on_snapshot(self, snapshot)
         self._drop_proposals(lambda index: index <= snapshot.index)
 
     def _apply(self, entry: Entry) -> None:
@@ -192,6 +192,7 @@ class SimNode:
         if term is None or self.applied > core.applied:
             return
         snapshot = Snapshot(self.applied, term, self.sm.snapshot())
+        self.sim.checker.on_snapshot(self, snapshot)
         self.disk.compact(snapshot)
         core.compact(snapshot)
 
