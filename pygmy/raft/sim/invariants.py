@@ -4,7 +4,7 @@ Each check is incremental so it can run after every event:
 - Election Safety: at most one leader per term.
 - Log Matching: two entries with the same index and term are identical and follow the same term — by
   induction, the logs are identical up to there. Checked on what reaches a disk.
-- Leader Completeness: a newly elected leader holds every entry committed so far; and, checked when a
+- Leader Completeness: a newly elected leader holds every entry committed in earlier terms; and, checked when a
   leader commits, every node missing the entry has a log that no quorum would vote for (Raft §5.4.3's
   argument, so a Figure 8 mistake shows even before another leader is elected).
 - State Machine Safety: no two nodes apply different entries at one index.
@@ -31,6 +31,7 @@ class SafetyChecker:
         self.leaders: dict[int, int] = {}  # term -> the node that led it
         self.entries: dict[tuple[int, int], tuple[int, bytes]] = {}  # (index, term) -> (previous term, data)
         self.committed: dict[int, int] = {}  # index -> term, from every node's commit index
+        self.committed_in: dict[int, int] = {}  # index -> the term of the leader that committed it
         self.applied: dict[int, tuple[int, bytes]] = {}  # index -> (term, data), from every node's state machine
         self.snapshots: dict[int, bytes] = {}  # index -> state machine snapshot taken or installed there
         self._seen: dict[int, tuple[int, Role, int, int]] = {}  # node -> (incarnation, role, term, commit)
@@ -61,6 +62,7 @@ class SafetyChecker:
             term = core.term_at(index)
             assert term is not None
             known = self.committed.setdefault(index, term)
+            self.committed_in.setdefault(index, core.term)  # a leader records its commits before anyone learns them
             if known != term:
                 raise Violation(
                     f"State Machine Safety: node {node.id} committed term {term} at index {index}, "
@@ -91,6 +93,8 @@ class SafetyChecker:
         if other != node.id:
             raise Violation(f"Election Safety: nodes {other} and {node.id} both lead term {core.term}")
         for index, term in self.committed.items():
+            if self.committed_in[index] >= core.term:
+                continue  # committed in this term or later: a late-elected leader of an old term need not hold it
             if index > core.log.snapshot.index and core.term_at(index) != term:
                 raise Violation(
                     f"Leader Completeness: node {node.id}, leader of term {core.term}, lacks committed entry "
