@@ -16,7 +16,7 @@ from pygmy.raft.sim import SimConfig, run_seed
 from pygmy.raft.sim_command import sim
 
 # (nodes, seeds) swept on every CI run; `pygmy sim --seeds 10000` goes further.
-SWEEPS = [(3, range(0, 200)), (5, range(0, 100)), (7, range(0, 30))]
+SWEEPS = [(3, range(0, 300)), (5, range(0, 150)), (7, range(0, 40))]
 BUG_BUDGET = 300  # seeds within which the simulation must report each planted bug
 
 
