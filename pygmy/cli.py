@@ -86,6 +86,7 @@ def up(config: Optional[Path] = ConfigOpt, data_dir: Optional[Path] = DataDirOpt
             raise typer.Exit(1)
         _print_health(asyncio.run(_health_body(cfg.of_kind("frontend")[0].url)))
         out.print(f"Logs in {log_dir}. Data in {cfg.data_dir}. Frontend at [bold]{cfg.of_kind('frontend')[0].url}[/]. Ctrl-C stops the cluster.")
+        out.print(f"In another shell: [bold]{_pygmy_command()} buy 1[/], then [bold]{_pygmy_command()} lookup 1[/].")
         while not (dead := cluster.dead()):
             _sleep(0.5)
         err.print(f"[red]{', '.join(dead)} exited[/]; stopping the cluster (see {log_dir})")
@@ -331,6 +332,17 @@ def _print_health(body: dict[str, Any]) -> None:
 async def _health_body(url: str) -> dict[str, Any]:
     async with PygmyClient(url) as c:
         return (await c.health()).body  # type: ignore[no-any-return]
+
+
+def _pygmy_command() -> str:
+    """How to call this very `pygmy` from another shell: its full path unless it is first on PATH."""
+    import shutil
+
+    here = Path(sys.executable).parent / "pygmy"
+    found = shutil.which("pygmy")
+    if found and here.exists() and Path(found).resolve() == here.resolve():
+        return "pygmy"
+    return str(here) if here.exists() else "pygmy"
 
 
 def _sleep(seconds: float) -> None:
