@@ -16,6 +16,18 @@ def parse_id(text: str | None, what: str = "item") -> int:
     return int(text)
 
 
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def parse_idempotency_key(key: object) -> str | None:
+    """None (no key) or a string of 1 to 255 characters."""
+    if key is not None and (not isinstance(key, str) or not 0 < len(key) <= MAX_IDEMPOTENCY_KEY):
+        raise bad_request(
+            f"Idempotency-Key must be a string of 1 to {MAX_IDEMPOTENCY_KEY} characters", "bad_idempotency_key"
+        )
+    return key
+
+
 def parse_page(offset: str | None, limit: str | None, *, max_limit: int = 1000) -> tuple[int, int]:
     """offset >= 0 (default 0), 1 <= limit <= max_limit (default 100)."""
     off = _non_negative(offset, "offset", 0)

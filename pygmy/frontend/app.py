@@ -13,7 +13,7 @@ from aiohttp import web
 from pygmy.common.auth import require_admin
 from pygmy.common.errors import ApiError, bad_request, unavailable
 from pygmy.common.jsonio import json_response, read_json_object
-from pygmy.common.params import parse_id, parse_page
+from pygmy.common.params import parse_id, parse_idempotency_key, parse_page
 from pygmy.common.server import make_app
 from pygmy.common.tier_client import TierClient, TierUnavailable
 from pygmy.common.timing import add_downstream
@@ -25,7 +25,6 @@ CONFIG = web.AppKey("config", Config)
 TIERS = web.AppKey("tiers", TierClient)
 OPENAPI = web.AppKey("openapi", bytes)
 HEALTH_TIMEOUT = 0.5
-MAX_KEY_LENGTH = 255
 UPDATE_FIELDS = {"stock_delta", "cost"}
 
 
@@ -71,9 +70,7 @@ async def lookup(request: web.Request) -> web.Response:
 
 async def buy(request: web.Request) -> web.Response:
     item = parse_id(request.match_info.get("item") or request.query.get("item"))
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not 0 < len(key) <= MAX_KEY_LENGTH:
-        raise bad_request(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters", "bad_idempotency_key")
+    key = parse_idempotency_key(request.headers.get("Idempotency-Key"))
     order = await _call(request, "order", "POST", "/internal/buy", json={"item": item, "idempotency_key": key})
     return json_response(order)
 

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from pygmy.common.errors import bad_request, not_found
 from pygmy.common.jsonio import json_response, read_json_object
-from pygmy.common.params import parse_id, parse_page
+from pygmy.common.params import parse_id, parse_idempotency_key, parse_page
 from pygmy.common.server import make_app
 from pygmy.common.tier_client import TierClient
 from pygmy.common.timing import add_downstream
@@ -19,16 +19,13 @@ from pygmy.order.state_machine import OrderStateMachine
 from pygmy.order.store import OrderStore
 
 BUYS = web.AppKey("buy_service", BuyService)
-MAX_KEY_LENGTH = 255
 
 
 async def buy(request: web.Request) -> web.Response:
     body = await read_json_object(request)
-    item, key = body.get("item"), body.get("idempotency_key")
+    item, key = body.get("item"), parse_idempotency_key(body.get("idempotency_key"))
     if not isinstance(item, int) or isinstance(item, bool) or item <= 0:
         raise bad_request("item must be a positive integer", "bad_item")
-    if key is not None and (not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_LENGTH):
-        raise bad_request(f"idempotency_key must be a string of 1 to {MAX_KEY_LENGTH} characters", "bad_idempotency_key")
     order, timings = await request.app[BUYS].buy(item, key)
     for timing in timings:
         add_downstream(request, timing)
