@@ -135,6 +135,16 @@ class _Progress:
         self.inflight.clear()
         self.ticks_without_ack = 0
 
+    def forget_match(self, last_index: int) -> None:
+        """The follower's log now ends at `last_index`, below what it matched (it lost its disk): start over.
+
+        Lowering `match` is the conservative direction: it can only delay commits (the commit index never
+        decreases), and the probe that follows finds where the logs agree again.
+        """
+        self.match = last_index
+        self.commit_sent = min(self.commit_sent, last_index)
+        self.become_probe(last_index + 1)
+
     def become_replicate(self) -> None:
         self.state = _Replication.REPLICATE
         self.next = self.match + 1
@@ -695,9 +705,21 @@ class RaftCore:
         self._note_heartbeat_ack(pr, m.heartbeat_seq)
         if m.success:
             self._on_match(m.src, pr, m.match_index)
+        elif self._lost_its_log(pr, m):
+            pr.forget_match(m.conflict_index - 1)
+            self._send_append(m.src)
         elif self._is_fresh_rejection(pr, m.reject_index):
             pr.become_probe(min(self._next_after_conflict(m), m.reject_index))
             self._send_append(m.src)
+
+    def _lost_its_log(self, pr: _Progress, m: AppendEntriesResponse) -> bool:
+        """The follower says its log ends below what it matched in this term: it restarted from an empty disk.
+
+        Within a term a follower never loses entries it acknowledged, so only a wiped disk (or a rejection
+        delayed from before the match, which costs one extra probe) shows a log ending below the match.
+        """
+        follower_last = m.conflict_index - 1
+        return m.conflict_term == 0 and m.conflict_index > 0 and m.reject_index >= pr.match and follower_last < pr.match
 
     def _is_fresh_rejection(self, pr: _Progress, reject_index: int) -> bool:
         if reject_index <= pr.match:

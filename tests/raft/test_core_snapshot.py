@@ -10,6 +10,7 @@ from pygmy.raft.messages import (
     HardState,
     InstallSnapshot,
     InstallSnapshotResponse,
+    Role,
     Snapshot,
 )
 
@@ -84,6 +85,24 @@ def test_a_follower_that_lost_its_disk_is_restored_from_the_snapshot(three: Clus
     three.tick_all(3)
     fresh = three[3]
     assert fresh.log.snapshot.index >= 5 and fresh.log.last_index() == three[2].log.last_index()
+
+
+def test_the_same_leader_restores_a_follower_that_lost_its_disk_without_an_election(three: Cluster) -> None:
+    three.elect(1)
+    commit_some(three, 6)
+    leader = three[1]
+    term, match = leader.term, leader._progress[3].match
+    assert match == leader.log.last_index()  # node 3 had matched everything
+    leader.compact(Snapshot(index=5, term=1, data=b"state@5"))
+    three.cores[3] = make_core(3)  # restarts from an empty data dir, in the same term
+    sent: list[object] = []
+    three.cut = lambda m: bool(sent.append(m))  # record, deliver everything
+    three.tick_all(3)  # heartbeats: node 3 rejects the leader's match, the leader probes down to its snapshot
+    fresh = three[3]
+    assert any(isinstance(m, InstallSnapshot) and m.dst == 3 for m in sent)
+    assert fresh.log.snapshot.index == 5 and fresh.log.last_index() == leader.log.last_index()
+    assert (fresh.commit, fresh.leader) == (leader.commit, 1)
+    assert leader.role is Role.LEADER and {core.term for core in three.cores.values()} == {term}
 
 
 def test_a_restart_keeps_term_vote_and_log_and_reapplies_committed_entries_after_the_snapshot() -> None:

@@ -100,15 +100,24 @@ async def test_a_restarted_member_catches_up_from_its_data_dir(group: LocalGroup
 async def test_a_member_that_lost_its_disk_catches_up_from_a_snapshot(group: LocalGroup) -> None:
     leader = await group.leader()
     follower = next(n for n in group.ids if n != leader)
-    group.kill(follower)
-    shutil.rmtree(group.data_dir(follower))
     for _ in range(60):
         await group.propose(incr("k"))
+    await wait_for_value(group, follower, "k", 60)
     # The leader has compacted its log: the empty member can only start from a snapshot.
     assert (await group.statuses())[leader]["snapshot_index"] >= 20
+    term = (await group.statuses())[leader]["term"]
+    # It had matched the leader's whole log, so the leader must notice the loss itself, not by a timeout.
+    group.kill(follower)
+    shutil.rmtree(group.data_dir(follower))
     group.start(follower)
-    await wait_for_value(group, follower, "k", 60)
-    assert (await group.statuses())[follower]["snapshot_index"] >= 20
+    await wait_for_value(group, follower, "k", 60, timeout=10.0)
+    assert msgspec.msgpack.decode(await group.propose(incr("k"))) == 61
+    await wait_for_value(group, follower, "k", 61, timeout=10.0)
+    statuses = await group.statuses()
+    assert statuses[follower]["snapshot_index"] >= 20
+    # The same leader repaired it: no election was needed (nor happened).
+    assert {s["term"] for s in statuses.values()} == {term}
+    assert await group.leader() == leader
 
 
 async def test_every_member_restarted_after_kill_9_keeps_the_committed_state(group: LocalGroup) -> None:
