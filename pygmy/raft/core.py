@@ -281,6 +281,10 @@ class RaftCore:
         self._start_read_rounds()
         self._release_confirmed_reads()
 
+    def cancel_read(self, ctx: int) -> None:
+        """Forget a read nobody waits for any more (its caller timed out), so it cannot pile up."""
+        self._pending_reads = [read for read in self._pending_reads if read.ctx != ctx]
+
     def transfer_leadership(self, target: int) -> None:
         """Hand leadership to `target` (catch it up, then TimeoutNow). Raises NotLeader."""
         if self.role is not Role.LEADER:

@@ -52,7 +52,16 @@ from pygmy.raft.sessions import ClientId, SessionStateMachine, encode_command
 from pygmy.raft.storage import RaftStorage
 from pygmy.raft.transport import Transport
 
-__all__ = ["GroupFailed", "GroupOptions", "NotLeader", "ProposalDropped", "RaftGroup", "StateMachine"]
+__all__ = [
+    "GroupFailed",
+    "GroupOptions",
+    "NotLeader",
+    "ProposalDropped",
+    "ProposalTimeout",
+    "RaftGroup",
+    "ReadTimeout",
+    "StateMachine",
+]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +93,14 @@ class ProposalDropped(Exception):
     """The proposal may or may not have been applied; retry it with the same session to apply it once."""
 
 
+class ProposalTimeout(ProposalDropped, TimeoutError):
+    """The proposal did not commit within `GroupOptions.propose_timeout`; it may still: retry with its session."""
+
+
+class ReadTimeout(TimeoutError):
+    """The read was not confirmed within `GroupOptions.read_timeout` (leadership unclear, no quorum): retry."""
+
+
 class GroupFailed(Exception):
     """This replica hit an error it cannot safely continue from (e.g. a failed disk write) and stopped."""
 
@@ -97,6 +114,10 @@ class GroupOptions:
     sync: bool = True  # fsync; False only to measure what durability costs
     write_in_thread: bool = True  # fsync in a thread (the loop keeps working) or on the loop thread
     seed: int | None = None
+    # A leader that cannot reach a quorum (check-quorum off, or before it notices) would keep callers waiting
+    # forever: past these deadlines a read raises ReadTimeout and a proposal ProposalTimeout. None: no deadline.
+    read_timeout: float | None = 2.0
+    propose_timeout: float | None = 2.0
 
 
 class RaftGroup:
@@ -171,7 +192,7 @@ class RaftGroup:
         """Replicate `command` and return what the state machine answered when applying it.
 
         Raises NotLeader (with the leader's id, if known) on a follower, ProposalDropped if the outcome is
-        unknown. Does not time out by itself; wrap it in `asyncio.wait_for` for a deadline.
+        unknown (ProposalTimeout, a subclass, after `GroupOptions.propose_timeout`).
 
         Exactly-once: give each command a `client` id and a `seq` (1, 2, ... per client) and, after
         ProposalDropped or a timeout, propose it again with the same pair (at the new leader): it is
@@ -189,11 +210,15 @@ class RaftGroup:
         future: asyncio.Future[bytes] = self._running_loop().create_future()
         envelope = encode_command(client if client is not None else 0, seq if client is not None else 0, command, ack)
         self._unproposed.append((envelope, future))
+        self._expire_after(future, self.options.propose_timeout, self._abandon_proposal)
         self._schedule()
         return future
 
     async def read(self, query: bytes) -> bytes:
-        """Answer `query` from state that reflects every write committed before the call (ReadIndex)."""
+        """Answer `query` from state that reflects every write committed before the call (ReadIndex).
+
+        Raises NotLeader on a follower, ReadTimeout after `GroupOptions.read_timeout`.
+        """
         return await self.submit_read(query)
 
     def submit_read(self, query: bytes) -> asyncio.Future[bytes]:
@@ -201,6 +226,7 @@ class RaftGroup:
         self._check_leader()
         future: asyncio.Future[bytes] = self._running_loop().create_future()
         self._unread.append((query, future))
+        self._expire_after(future, self.options.read_timeout, self._abandon_read)
         self._schedule()
         return future
 
@@ -217,6 +243,38 @@ class RaftGroup:
             if loop.time() > deadline:
                 raise TimeoutError(f"node {target} did not take over within {timeout} s")
             await asyncio.sleep(self.options.tick_seconds)
+
+    # -- deadlines ------------------------------------------------------------------------------
+
+    def _expire_after(
+        self, future: asyncio.Future[bytes], timeout: float | None, abandon: Callable[[asyncio.Future[bytes]], None]
+    ) -> None:
+        """Fail `future` by `abandon` if it is still pending after `timeout` seconds."""
+        if timeout is None:
+            return
+        timer = self._running_loop().call_later(timeout, lambda: None if future.done() else abandon(future))
+        future.add_done_callback(lambda _: timer.cancel())
+
+    def _abandon_read(self, future: asyncio.Future[bytes]) -> None:
+        """Fail a read that waited too long, and forget it here and in the core so that nothing piles up."""
+        self._unread = [(q, f) for q, f in self._unread if f is not future]
+        for ctx, reads in list(self._reads.items()):
+            self._reads[ctx] = [(q, f) for q, f in reads if f is not future]
+            if not self._reads[ctx]:
+                del self._reads[ctx]
+                self.core.cancel_read(ctx)
+                self._ready_reads = [(index, c) for index, c in self._ready_reads if c != ctx]
+        future.set_exception(ReadTimeout(f"read not confirmed within {self.options.read_timeout} s"))
+
+    def _abandon_proposal(self, future: asyncio.Future[bytes]) -> None:
+        """Fail a proposal that waited too long; its entry stays in the log and may still commit."""
+        self._unproposed = [(c, f) for c, f in self._unproposed if f is not future]
+        # The callers of one entry stay in place (their results are matched by position) until all are done.
+        for index, (_, futures) in list(self._proposals.items()):
+            if future in futures and all(f.done() or f is future for f in futures):
+                del self._proposals[index]
+        timeout = self.options.propose_timeout
+        future.set_exception(ProposalTimeout(f"not committed within {timeout} s; retry with the same session"))
 
     # -- driving the core ----------------------------------------------------------------------
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from pygmy.raft.core import NotLeader
+from pygmy.raft.core import NotLeader, RaftConfig
 from pygmy.raft.messages import Role
-from pygmy.raft.node import GroupFailed, GroupOptions, RaftGroup
+from pygmy.raft.node import GroupFailed, GroupOptions, ProposalTimeout, RaftGroup, ReadTimeout
 from pygmy.raft.server import free_port
 
 
@@ -39,10 +41,11 @@ class Register:
 
 
 @pytest.fixture
-async def groups(tmp_path: Path) -> AsyncIterator[dict[int, RaftGroup]]:
+async def groups(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[dict[int, RaftGroup]]:
+    options: GroupOptions = getattr(request, "param", GroupOptions(snapshot_every=5))
     peers = {i: ("127.0.0.1", free_port()) for i in (1, 2, 3)}
     members = {
-        i: RaftGroup(i, peers, tmp_path / str(i), "in-process-secret", Register(), GroupOptions(seed=i, snapshot_every=5))
+        i: RaftGroup(i, peers, tmp_path / str(i), "in-process-secret", Register(), replace(options, seed=i))
         for i in peers
     }
     for group in members.values():
@@ -128,3 +131,31 @@ async def test_leadership_transfer_hands_over_to_the_target(groups: dict[int, Ra
     await leader.propose(b"set:t")
     await leader.transfer_leadership(target)
     assert (await leader_of(groups)).node_id == target
+
+
+# Without check-quorum a leader cut off from its followers keeps believing it leads: nothing but a
+# deadline ends its callers' wait.
+NO_STEP_DOWN = GroupOptions(
+    raft=RaftConfig(election_ticks=15, heartbeat_ticks=3, check_quorum=False), read_timeout=0.2, propose_timeout=0.2
+)
+
+
+@pytest.mark.parametrize("groups", [NO_STEP_DOWN], indirect=True)
+async def test_a_leader_without_a_quorum_fails_reads_and_proposals_within_their_timeout(
+    groups: dict[int, RaftGroup],
+) -> None:
+    leader = await leader_of(groups)
+    await leader.propose(b"set:1")
+    for follower in groups.values():
+        if follower is not leader:
+            follower.core.step = lambda message: None  # type: ignore[method-assign]  # deaf: no quorum answers
+    started = time.monotonic()
+    with pytest.raises(ReadTimeout):
+        await leader.read(b"")
+    with pytest.raises(ProposalTimeout):
+        await leader.propose(b"set:2")
+    assert time.monotonic() - started < 2.0
+    assert leader.status().role == Role.LEADER  # still believes it leads: only the deadline ended the waits
+    # Nothing of the abandoned calls stays behind, in the runtime or in the core.
+    assert (leader._reads, leader._ready_reads, leader._proposals) == ({}, [], {})
+    assert leader.core._pending_reads == []
