@@ -99,9 +99,6 @@ def _summary(results: list[SimResult], elapsed: float | None, config: SimConfig)
     if recoveries:
         median, worst = recoveries[len(recoveries) // 2], recoveries[-1]
         table.add_row("ticks to commit after faults stop", f"median {median:.0f}, max {worst:.0f}")
-    undecided = sum(r.linearizable is None and r.kind is None for r in results)
-    if undecided:
-        table.add_row("linearizability undecided (timeout)", str(undecided))
     return table
 
 

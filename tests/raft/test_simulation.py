@@ -11,8 +11,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from pygmy.checker.linearizability import CheckResult
 from pygmy.raft.core import KNOWN_BUGS
 from pygmy.raft.sim import SimConfig, run_seed
+from pygmy.raft.sim.cluster import Simulation
 from pygmy.raft.sim_command import sim
 
 # (nodes, seeds) swept on every CI run; `pygmy sim --seeds 10000` goes further.
@@ -109,6 +111,25 @@ def test_every_run_ends_with_a_verdict_on_linearizability_and_activity() -> None
     result = run_seed(3, SimConfig(nodes=3, ticks=200))
     assert result.ok and result.linearizable is True
     assert result.terms >= 1 and result.committed > 0 and result.operations > 0
+
+
+def _checker_gives_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    gave_up = CheckResult(None, "gave up after 20 s: 300 operations, 40 of unknown outcome")
+    monkeypatch.setattr(Simulation, "check_history", lambda self: gave_up)
+
+
+def test_a_run_whose_history_the_checker_cannot_decide_fails_as_undecided(monkeypatch: pytest.MonkeyPatch) -> None:
+    _checker_gives_up(monkeypatch)
+    result = run_seed(3, SimConfig(nodes=3, ticks=100))
+    assert not result.ok and result.linearizable is None
+    assert result.kind == "linearizability-undecided" and "gave up" in (result.failure or "")
+
+
+def test_the_sim_command_fails_a_sweep_with_an_undecided_seed(monkeypatch: pytest.MonkeyPatch) -> None:
+    _checker_gives_up(monkeypatch)
+    outcome = CliRunner().invoke(_cli(), ["--seeds", "1", "--nodes", "3", "--steps", "100"])
+    assert outcome.exit_code == 1
+    assert "linearizability-undecided" in outcome.output
 
 
 def _cli() -> typer.Typer:
