@@ -46,11 +46,13 @@ def test_regression_seeds_pass(nodes: int, seed: int) -> None:
     ("bug", "kind"),
     [
         ("apply_before_commit", "State Machine Safety"),
-        ("vote_before_persist", "Election Safety"),
+        # The disk keeps the term from before the grant, so after a crash the term goes back: two leaders of
+        # one term, or a leader elected in a lower term that lacks what a higher one committed.
+        ("vote_before_persist", ("Election Safety", "Leader Completeness")),
         ("commit_old_term_by_counting", "Leader Completeness"),
     ],
 )
-def test_the_simulation_reports_each_planted_bug_within_the_seed_budget(bug: str, kind: str) -> None:
+def test_the_simulation_reports_each_planted_bug_within_the_seed_budget(bug: str, kind: str | tuple[str, ...]) -> None:
     config = SimConfig(nodes=3, bugs=frozenset({bug}))
     for seed in range(BUG_BUDGET):
         result = run_seed(seed, config)
@@ -58,7 +60,8 @@ def test_the_simulation_reports_each_planted_bug_within_the_seed_budget(bug: str
             break
     else:
         pytest.fail(f"{bug} went unnoticed for {BUG_BUDGET} seeds")
-    assert kind in (result.failure or ""), result.failure
+    kinds = (kind,) if isinstance(kind, str) else kind
+    assert any(k in (result.failure or "") for k in kinds), result.failure
 
 
 def test_without_client_sessions_a_retried_write_applies_twice_and_the_history_is_not_linearizable() -> None:

@@ -42,7 +42,7 @@ class SimConfig:
     workload: str | None = None  # "register" or "counter"; None: chosen by the seed
     bugs: frozenset[str] = frozenset()
     liveness_ticks: int = 150  # once faults stop, a new write must complete within this many ticks
-    op_ticks: int = 60  # a client gives up on an operation after this long (outcome unknown)
+    op_ticks: int = 60  # a client gives up on a read after this long (writes: see SimClient.retry_writes_until)
     check_timeout: float = 20.0  # seconds for the linearizability search before it gives up
     sessions: bool = True  # False: retried writes may apply twice (shows what client sessions are for)
 
@@ -125,7 +125,14 @@ class Simulation:
         self.faulty = True
         self.nodes = {i: SimNode(i, self, self.workload.machine) for i in self.members}
         self.clients = [
-            SimClient(c, c, random.Random(f"{seed}:client:{c}"), self.workload, config.op_ticks * TICK)
+            SimClient(
+                c,
+                c,
+                random.Random(f"{seed}:client:{c}"),
+                self.workload,
+                config.op_ticks * TICK,
+                retry_writes_until=self.client_end,  # the calm liveness phase settles every pending write
+            )
             for c in range(1, config.clients + 1)
         ]
         self.probe: SimClient | None = None
