@@ -494,7 +494,13 @@ class RaftCore:
         elif isinstance(m, RequestVoteResponse) and m.pre_vote and m.granted:
             return True  # carries the term the pre-candidate *would* use
         leader = m.src if isinstance(m, AppendEntries | InstallSnapshot) else None
+        elapsed = self._election_elapsed
         self._become_follower(m.term, leader)
+        if leader is None:
+            # A higher term alone is no sign of a live leader: keep the election clock running, or candidates
+            # with stale logs could keep the one node able to win from ever standing (thesis §3.4). Hearing
+            # from a leader or granting a vote restarts it.
+            self._election_elapsed = elapsed
         return True
 
     def _answer_stale(self, m: Message) -> None:

@@ -184,3 +184,20 @@ def test_without_pre_vote_a_timeout_starts_an_election_in_the_next_term() -> Non
     assert core.role is Role.CANDIDATE and core.term == 3 and core.vote == 1
     assert rd.hard_state == HardState(3, 1, 0)
     assert all(isinstance(m, RequestVote) and not m.pre_vote and m.term == 3 for m in rd.messages)
+
+
+def test_refusing_stale_candidates_of_ever_higher_terms_does_not_keep_a_better_log_from_campaigning() -> None:
+    # Without pre-vote, candidates with outdated logs may campaign again and again. Each bumps this node's term;
+    # if each also restarted its election clock, the one node that could win would never stand (seen in sim
+    # seed 1258 at 3 nodes). Only a leader's message or a granted vote restarts it (Ongaro's thesis, §3.4).
+    core = make_core(2, config=RaftConfig(pre_vote=False), hard_state=HardState(term=2), entries=entries(1, 2))
+    term = 2
+    for tick in range(core.config.election_ticks * 2):
+        if tick % (core.config.election_ticks - 1) == 0:
+            term += 1
+            core.step(RequestVote(1, 2, term, last_log_index=1, last_log_term=1))
+            assert drain(core).messages == [RequestVoteResponse(2, 1, term, granted=False)]
+        core.tick()
+        if core.role is Role.CANDIDATE:
+            return
+    raise AssertionError("the node with the better log never campaigned")
