@@ -260,7 +260,7 @@ class RaftGroup:
         self._unread = [(q, f) for q, f in self._unread if f is not future]
         for ctx, reads in list(self._reads.items()):
             self._reads[ctx] = [(q, f) for q, f in reads if f is not future]
-            if not self._reads[ctx]:
+            if all(f.done() for _, f in self._reads[ctx]):  # nobody waits for this round any more
                 del self._reads[ctx]
                 self.core.cancel_read(ctx)
                 self._ready_reads = [(index, c) for index, c in self._ready_reads if c != ctx]
