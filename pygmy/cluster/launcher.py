@@ -7,7 +7,6 @@ period) before it exits.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -99,8 +98,11 @@ def install_stop_handlers() -> None:
     """Turn SIGTERM into KeyboardInterrupt so one code path stops the cluster for both."""
 
     def handler(signum: int, frame: object) -> None:
+        # One-shot: make, a terminal and a supervisor may all pass the same stop on; the second copy
+        # must not interrupt the clean stop the first one started.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, handler)
-    if os.name == "posix":
-        signal.signal(signal.SIGHUP, handler)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
