@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import sys
+import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional
 
@@ -84,11 +85,11 @@ def up(config: Optional[Path] = ConfigOpt, data_dir: Optional[Path] = DataDirOpt
         if failed:
             err.print(f"[red]error:[/] {', '.join(failed)} did not start; see the logs in {log_dir}")
             raise typer.Exit(1)
-        _print_health(asyncio.run(_health_body(cfg.of_kind("frontend")[0].url)))
+        _print_health(_run(lambda c: c.health(), cfg.of_kind("frontend")[0].url).body)
         out.print(f"Logs in {log_dir}. Data in {cfg.data_dir}. Frontend at [bold]{cfg.of_kind('frontend')[0].url}[/]. Ctrl-C stops the cluster.")
         out.print(f"In another shell: [bold]{_pygmy_command()} buy 1[/], then [bold]{_pygmy_command()} lookup 1[/].")
         while not (dead := cluster.dead()):
-            _sleep(0.5)
+            time.sleep(0.5)
         err.print(f"[red]{', '.join(dead)} exited[/]; stopping the cluster (see {log_dir})")
         raise typer.Exit(1)
     except KeyboardInterrupt:
@@ -329,11 +330,6 @@ def _print_health(body: dict[str, Any]) -> None:
     out.print(table)
 
 
-async def _health_body(url: str) -> dict[str, Any]:
-    async with PygmyClient(url) as c:
-        return (await c.health()).body  # type: ignore[no-any-return]
-
-
 def _pygmy_command() -> str:
     """How to call this very `pygmy` from another shell: its full path unless it is first on PATH."""
     import shutil
@@ -343,12 +339,6 @@ def _pygmy_command() -> str:
     if found and here.exists() and Path(found).resolve() == here.resolve():
         return "pygmy"
     return str(here) if here.exists() else "pygmy"
-
-
-def _sleep(seconds: float) -> None:
-    import time
-
-    time.sleep(seconds)
 
 
 def main() -> None:

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 CONFIG = web.AppKey("config", Config)
 TIERS = web.AppKey("tiers", TierClient)
+# The serving node's base URL per backend tier, resolved once: the hot path only looks it up.
+BACKENDS = web.AppKey("backends", dict)
 OPENAPI = web.AppKey("openapi", bytes)
 HEALTH_TIMEOUT = 0.5
 UPDATE_FIELDS = {"stock_delta", "cost"}
@@ -30,7 +32,7 @@ UPDATE_FIELDS = {"stock_delta", "cost"}
 
 async def _call(request: web.Request, tier: str, method: str, path: str, **kwargs: Any) -> Any:
     """Call the serving node of a backend tier; its errors become ours, its silence a 503."""
-    url = request.app[CONFIG].serving(tier).url + path  # type: ignore[arg-type]
+    url = request.app[BACKENDS][tier] + path
     try:
         reply = await request.app[TIERS].call(method, url, **kwargs)
     except TierUnavailable as exc:
@@ -134,6 +136,7 @@ async def create_app(config: Config) -> web.Application:
     app[CONFIG] = config
     tiers = TierClient(config.cluster_secret)
     app[TIERS] = tiers
+    app[BACKENDS] = {tier: config.serving(tier).url for tier in ("catalog", "order")}
     app[OPENAPI] = resources.files("pygmy.frontend").joinpath("openapi.json").read_bytes()
     r = app.router
     r.add_get("/search", search)
