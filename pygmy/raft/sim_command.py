@@ -14,8 +14,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from pygmy.raft.core import KNOWN_BUGS
+from pygmy.raft.core import KNOWN_BUGS as CORE_BUGS
 from pygmy.raft.sim import SimConfig, SimResult, run_seed
+from pygmy.raft.sim.runtime_bugs import RUNTIME_BUGS
+
+KNOWN_BUGS = CORE_BUGS | frozenset(RUNTIME_BUGS)  # planted in the core, or in the runtime's Ready driver
 
 _DEFAULT_TICKS = SimConfig().ticks
 

@@ -15,6 +15,7 @@ from pygmy.checker.linearizability import CheckResult
 from pygmy.raft.core import KNOWN_BUGS
 from pygmy.raft.sim import SimConfig, run_seed
 from pygmy.raft.sim.cluster import Simulation
+from pygmy.raft.sim.runtime_bugs import RUNTIME_BUGS
 from pygmy.raft.sim_command import sim
 
 # (nodes, seeds) swept on every CI run; `pygmy sim --seeds 10000` goes further.
@@ -50,6 +51,13 @@ def test_regression_seeds_pass(nodes: int, seed: int) -> None:
         # one term, or a leader elected in a lower term that lacks what a higher one committed.
         ("vote_before_persist", ("Election Safety", "Leader Completeness")),
         ("commit_old_term_by_counting", "Leader Completeness"),
+        # The runtime's ordering, planted in the one Ready driver that both the runtime and the simulator run.
+        # Followers acknowledge entries they have not stored: a leader commits what only it holds.
+        ("send_before_persist", ("Leader Completeness", "Election Safety")),
+        # The leader counts its own entries before its fsync; it dies during the fsync and they are gone.
+        ("leader_counts_unpersisted", "Leader Completeness"),
+        # Applying an entry this replica has not yet stored: a durable state machine gets ahead of its log.
+        ("apply_before_persist", "a durable state machine would be ahead of its log"),
     ],
 )
 def test_the_simulation_reports_each_planted_bug_within_the_seed_budget(bug: str, kind: str | tuple[str, ...]) -> None:
@@ -78,6 +86,7 @@ def test_without_client_sessions_a_retried_write_applies_twice_and_the_history_i
 def test_every_planted_bug_has_a_test() -> None:
     tested = {"apply_before_commit", "vote_before_persist", "commit_old_term_by_counting"}
     assert tested == KNOWN_BUGS
+    assert {"send_before_persist", "leader_counts_unpersisted", "apply_before_persist"} == set(RUNTIME_BUGS)
 
 
 def test_a_seed_replays_exactly() -> None:

@@ -78,8 +78,8 @@ class SafetyChecker:
             disk = candidate.disk
             if index <= disk.snapshot.index or disk.term_at(index) == term:
                 continue
-            mine = (disk.last_term(), disk.last_index())
-            electors = sum(1 for other in disks if (other.last_term(), other.last_index()) <= mine)
+            mine = (disk.last_term(), disk.last_index)
+            electors = sum(1 for other in disks if (other.last_term(), other.last_index) <= mine)
             if electors >= self.quorum:
                 raise Violation(
                     f"Leader Completeness: node {leader.id} committed entry {index} of term {term}, but node "
