@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pygmy.raft.core import NotLeader, RaftCore, Ready
 from pygmy.raft.messages import Entry, EntryKind, Message, Role, Snapshot
 from pygmy.raft.sessions import SessionStateMachine, encode_command
+from pygmy.raft.sim.bugs import planted_core
 from pygmy.raft.sim.disk import SimDisk
 from pygmy.raft.sim.workload import Request, encode_input
 
@@ -43,7 +44,7 @@ class SimNode:
         self.incarnation += 1
         sim = self.sim
         rng = random.Random(f"{sim.seed}:{self.id}:{self.incarnation}")
-        self.core = RaftCore(
+        self.core = planted_core(
             self.id,
             sim.members,
             sim.raft_config,
