@@ -40,11 +40,12 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from pygmy.raft.messages import AppendEntries, AppendEntriesResponse, Entry, HardState
+from pygmy.raft.core import Status
+from pygmy.raft.messages import AppendEntries, AppendEntriesResponse, Entry, HardState, Role
 from pygmy.raft.storage import RaftStorage
 from pygmy.raft.transport import pack_frame, read_frame
 from tests.support.raft_cluster import MEMBER_ENTRY, LocalGroup
-from tests.support.raft_member import parse_peers
+from tests.support.raft_member import encode_status, parse_peers
 
 SYNCOBJ_ENTRY = ("-m", "benchmarks.raft_bench", "syncobj-node")
 MAX_OPS_PER_POINT = 400_000
@@ -210,9 +211,11 @@ def syncobj_node(argv: Sequence[str]) -> None:
         def status() -> bytes:
             s = counter.getStatus()
             leader = node_of.get(str(s["leader"].address)) if s["leader"] is not None else None
-            role = {0: "follower", 1: "candidate", 2: "leader"}[s["state"]]
-            fields = [args.id, role, s["raft_term"], leader, s["commit_idx"], s["last_applied"], 0, 0]
-            return msgspec.msgpack.encode(fields)
+            role = {0: Role.FOLLOWER, 1: Role.CANDIDATE, 2: Role.LEADER}[s["state"]]
+            return encode_status(Status(
+                id=args.id, role=role, term=s["raft_term"], leader=leader, commit=s["commit_idx"],
+                applied=s["last_applied"], last_index=0, snapshot_index=0,
+            ))  # fmt: skip
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             def answer(request_id: int, code: str, payload: bytes, leader: int | None) -> None:

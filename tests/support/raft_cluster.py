@@ -20,9 +20,10 @@ from typing import Any
 
 import msgspec
 
-from pygmy.raft.transport import pack_frame, read_frame
+from pygmy.raft.transport import read_frame
 
 from .cluster import free_ports
+from .raft_member import FrameWriter
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MEMBER_ENTRY = ("-m", "tests.support.raft_member")
@@ -34,9 +35,9 @@ class RaftClient:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
         self._writer = writer
+        self._out = FrameWriter(writer)
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[tuple[str, bytes, int | None]]] = {}
-        self._out: list[bytes] = []
         self._receiver = asyncio.create_task(self._receive())
 
     @classmethod
@@ -48,21 +49,13 @@ class RaftClient:
         request_id = next(self._ids)
         future: asyncio.Future[tuple[str, bytes, int | None]] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
-        if not self._out:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._out.append(pack_frame(msgspec.msgpack.encode([request_id, op, payload])))
+        self._out.write(msgspec.msgpack.encode([request_id, op, payload]))
         return await future
 
-    def _flush(self) -> None:
-        # Requests made in one loop iteration leave in one write.
-        if not self._writer.is_closing():
-            self._writer.write(b"".join(self._out))
-        self._out.clear()
-
     async def status(self) -> dict[str, Any]:
+        """The member's `Status` fields by name (`role` as its value, e.g. "leader")."""
         _, payload, _ = await self.call("status")
-        keys = ("id", "role", "term", "leader", "commit", "applied", "last_index", "snapshot_index")
-        return dict(zip(keys, msgspec.msgpack.decode(payload)))
+        return msgspec.msgpack.decode(payload)
 
     def abort(self) -> None:
         self._receiver.cancel()
