@@ -170,12 +170,13 @@ class _PendingRead:
     seq: int = 0  # heartbeat round confirming leadership; 0 = not started (no entry of this term committed yet)
 
 
-# Planted mistakes for the simulator's self-test (see tests/raft/test_simulation.py).
-KNOWN_BUGS = frozenset({"commit_old_term_by_counting", "vote_before_persist", "apply_before_commit"})
-
-
 class RaftCore:
-    """One Raft node's protocol state. Deterministic: the same inputs (and rng seed) give the same outputs."""
+    """One Raft node's protocol state. Deterministic: the same inputs (and rng seed) give the same outputs.
+
+    A few safety decisions are small methods of their own (`_apply_limit`, `_may_commit_by_counting`,
+    `_grant_vote`, `_hard_state`) so that the simulator can plant known mistakes in a subclass
+    (`pygmy.raft.sim.bugs`) and show that it catches them; nothing here knows about those mistakes.
+    """
 
     def __init__(
         self,
@@ -188,23 +189,19 @@ class RaftCore:
         snapshot: Snapshot | None = None,
         entries: Sequence[Entry] = (),
         applied: int | None = None,
-        bugs: frozenset[str] = frozenset(),
     ) -> None:
         """Start (or restart) from what was persisted.
 
         `entries` must be contiguous and follow `snapshot`. `applied` is the index the state machine already
         reflects (default: the snapshot's index, i.e. the state machine was restored from the snapshot and
-        committed entries after it are handed out again for applying). `bugs` plants known mistakes (tests only).
+        committed entries after it are handed out again for applying).
         """
-        if unknown := set(bugs) - KNOWN_BUGS:
-            raise ValueError(f"unknown planted bugs: {sorted(unknown)}")
         self.id = node_id
         self.members = tuple(sorted(set(members)))
         self.peers = tuple(m for m in self.members if m != node_id)
         self.quorum = len(self.members) // 2 + 1
         self.config = config
         self.rng = rng
-        self.bugs = frozenset(bugs)
 
         self.log = RaftLog(snapshot, entries)
         self.term = hard_state.term
@@ -212,8 +209,7 @@ class RaftCore:
         self.commit = min(max(hard_state.commit, self.log.snapshot.index), self.log.last_index())
         self.applied = self.log.snapshot.index if applied is None else applied
         self._applying_to = self.applied  # committed entries up to here were handed out to apply
-        self._handed_hard_state = hard_state
-        self._unpersisted_grant: HardState | None = None  # planted bug "vote_before_persist": what the disk keeps
+        self._handed_hard_state = hard_state  # what the last Ready asked the disk to hold
 
         self.role = Role.FOLLOWER
         self.leader: int | None = None
@@ -376,13 +372,11 @@ class RaftCore:
         return self.log.term_at(index)
 
     def _hard_state(self) -> HardState:
-        if self._unpersisted_grant is not None:
-            return HardState(self._unpersisted_grant.term, self._unpersisted_grant.vote, self.commit)
+        """What the disk must hold before this node's messages go out: its term, vote and commit."""
         return HardState(self.term, self.vote, self.commit)
 
     def _apply_limit(self) -> int:
-        if "apply_before_commit" in self.bugs:
-            return self.log.last_index()  # planted bug: hands out entries nobody has agreed on yet
+        """The highest index that may be handed out for applying: only what is committed."""
         return self.commit
 
     def _send(self, message: Message) -> None:
@@ -398,7 +392,6 @@ class RaftCore:
         if term != self.term:
             self.term = term
             self.vote = None
-            self._unpersisted_grant = None
 
     def _reset(self, term: int) -> None:
         self._set_term(term)
@@ -522,13 +515,14 @@ class RaftCore:
             self._send(RequestVoteResponse(self.id, m.src, self.term, granted=False, pre_vote=m.pre_vote))
             return
         if not m.pre_vote:
-            if "vote_before_persist" in self.bugs:
-                # Planted bug: the grant leaves while the disk keeps the term and vote from before it.
-                self._unpersisted_grant = self._handed_hard_state
-            self.vote = m.src
-            self._election_elapsed = 0
+            self._grant_vote(m.src)
         # The grant sits in the same Ready as the hard state holding the vote, so it goes out only once durable.
         self._send(RequestVoteResponse(self.id, m.src, m.term, granted=True, pre_vote=m.pre_vote))
+
+    def _grant_vote(self, candidate: int) -> None:
+        """Vote for `candidate` in this term; the vote reaches the disk with the next Ready's hard state."""
+        self.vote = candidate
+        self._election_elapsed = 0
 
     def _on_request_vote_response(self, m: RequestVoteResponse) -> None:
         expected = Role.PRE_CANDIDATE if m.pre_vote else Role.CANDIDATE
@@ -772,12 +766,17 @@ class RaftCore:
         index = matches[self.quorum - 1]
         if index <= self.commit:
             return False
-        if self.log.term_at(index) != self.term and "commit_old_term_by_counting" not in self.bugs:
-            return False  # an older term's entry commits only under an entry of this term
+        if not self._may_commit_by_counting(index):
+            return False
         self.commit = index
         self._start_read_rounds()
         self._release_confirmed_reads()
         return True
+
+    def _may_commit_by_counting(self, index: int) -> bool:
+        """Whether a quorum holding `index` commits it: only for an entry of this term. An older term's entry
+        commits only under one of this term, or a later leader could overwrite it (Raft §5.4.2, Figure 8)."""
+        return self.log.term_at(index) == self.term
 
     # -- ReadIndex -----------------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import pytest
 from pygmy.raft.core import NotLeader, RaftConfig
 from pygmy.raft.messages import Role
 from pygmy.raft.node import CommandRejected, GroupFailed, GroupOptions, ProposalTimeout, RaftGroup, ReadTimeout
-from pygmy.raft.server import free_port
+from support.cluster import free_ports
 
 
 class Refused(CommandRejected):
@@ -53,7 +53,7 @@ class Register:
 @pytest.fixture
 async def groups(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[dict[int, RaftGroup]]:
     options: GroupOptions = getattr(request, "param", GroupOptions(snapshot_every=5))
-    peers = {i: ("127.0.0.1", free_port()) for i in (1, 2, 3)}
+    peers = {i: ("127.0.0.1", port) for i, port in zip((1, 2, 3), free_ports(3))}
     members = {
         i: RaftGroup(i, peers, tmp_path / str(i), "in-process-secret", Register(), replace(options, seed=i))
         for i in peers

@@ -4,6 +4,7 @@ and a seed replays exactly."""
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 
@@ -12,10 +13,10 @@ import typer
 from typer.testing import CliRunner
 
 from pygmy.checker.linearizability import CheckResult
-from pygmy.raft.core import KNOWN_BUGS
+from pygmy.raft.core import RaftConfig, RaftCore
 from pygmy.raft.sim import SimConfig, run_seed
+from pygmy.raft.sim.bugs import KNOWN_BUGS, BuggyRaftCore, planted_core
 from pygmy.raft.sim.cluster import Simulation
-from pygmy.raft.sim.runtime_bugs import RUNTIME_BUGS
 from pygmy.raft.sim_command import sim
 
 # (nodes, seeds) swept on every CI run; `pygmy sim --seeds 10000` goes further.
@@ -43,23 +44,24 @@ def test_regression_seeds_pass(nodes: int, seed: int) -> None:
     assert result.ok, result.failure
 
 
-@pytest.mark.parametrize(
-    ("bug", "kind"),
-    [
-        ("apply_before_commit", "State Machine Safety"),
-        # The disk keeps the term from before the grant, so after a crash the term goes back: two leaders of
-        # one term, or a leader elected in a lower term that lacks what a higher one committed.
-        ("vote_before_persist", ("Election Safety", "Leader Completeness")),
-        ("commit_old_term_by_counting", "Leader Completeness"),
-        # The runtime's ordering, planted in the one Ready driver that both the runtime and the simulator run.
-        # Followers acknowledge entries they have not stored: a leader commits what only it holds.
-        ("send_before_persist", ("Leader Completeness", "Election Safety")),
-        # The leader counts its own entries before its fsync; it dies during the fsync and they are gone.
-        ("leader_counts_unpersisted", "Leader Completeness"),
-        # Applying an entry this replica has not yet stored: a durable state machine gets ahead of its log.
-        ("apply_before_persist", "a durable state machine would be ahead of its log"),
-    ],
-)
+# Each planted bug and the invariant violation the simulation must report for it.
+PLANTED = [
+    ("apply_before_commit", "State Machine Safety"),
+    # The disk keeps the term from before the grant, so after a crash the term goes back: two leaders of
+    # one term, or a leader elected in a lower term that lacks what a higher one committed.
+    ("vote_before_persist", ("Election Safety", "Leader Completeness")),
+    ("commit_old_term_by_counting", "Leader Completeness"),
+    # The runtime's ordering, planted in the one Ready driver that both the runtime and the simulator run.
+    # Followers acknowledge entries they have not stored: a leader commits what only it holds.
+    ("send_before_persist", ("Leader Completeness", "Election Safety")),
+    # The leader counts its own entries before its fsync; it dies during the fsync and they are gone.
+    ("leader_counts_unpersisted", "Leader Completeness"),
+    # Applying an entry this replica has not yet stored: a durable state machine gets ahead of its log.
+    ("apply_before_persist", "a durable state machine would be ahead of its log"),
+]
+
+
+@pytest.mark.parametrize(("bug", "kind"), PLANTED)
 def test_the_simulation_reports_each_planted_bug_within_the_seed_budget(bug: str, kind: str | tuple[str, ...]) -> None:
     config = SimConfig(nodes=3, bugs=frozenset({bug}))
     for seed in range(BUG_BUDGET):
@@ -84,9 +86,20 @@ def test_without_client_sessions_a_retried_write_applies_twice_and_the_history_i
 
 
 def test_every_planted_bug_has_a_test() -> None:
-    tested = {"apply_before_commit", "vote_before_persist", "commit_old_term_by_counting"}
-    assert tested == KNOWN_BUGS
-    assert {"send_before_persist", "leader_counts_unpersisted", "apply_before_persist"} == set(RUNTIME_BUGS)
+    assert {bug for bug, _ in PLANTED} == KNOWN_BUGS
+
+
+def test_the_simulator_runs_the_shipped_core_unless_a_bug_is_planted() -> None:
+    args = (1, [1, 2, 3], RaftConfig(), random.Random(1))
+    assert type(planted_core(*args)) is RaftCore
+    assert type(planted_core(*args, bugs={"apply_before_commit"})) is BuggyRaftCore
+
+
+def test_an_unknown_bug_name_is_refused() -> None:
+    with pytest.raises(ValueError, match="no_such_bug"):
+        BuggyRaftCore(1, [1, 2, 3], RaftConfig(), random.Random(1), bugs={"no_such_bug"})
+    outcome = CliRunner().invoke(_cli(), ["--seeds", "1", "--bug", "no_such_bug"])
+    assert outcome.exit_code != 0 and "no_such_bug" in outcome.output
 
 
 def test_a_seed_replays_exactly() -> None:

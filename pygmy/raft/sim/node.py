@@ -16,14 +16,14 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pygmy.raft.core import KNOWN_BUGS as CORE_BUGS
 from pygmy.raft.core import NotLeader, RaftCore, Ready
 from pygmy.raft.driver import STEPS, Crash, ReadyDriver, encode_batch
 from pygmy.raft.messages import Entry, Message, Role, Snapshot
 from pygmy.raft.sessions import SessionStateMachine, encode_command
+from pygmy.raft.sim.bugs import planted_core
 from pygmy.raft.sim.disk import SimDisk
 from pygmy.raft.sim.invariants import Violation
-from pygmy.raft.sim.runtime_bugs import driver_class
+from pygmy.raft.sim.bugs import driver_class
 from pygmy.raft.sim.workload import Request, encode_input
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ class SimNode:
         self.incarnation += 1
         sim = self.sim
         rng = random.Random(f"{sim.seed}:{self.id}:{self.incarnation}")
-        self.core = RaftCore(
+        self.core = planted_core(
             self.id,
             sim.members,
             sim.raft_config,
@@ -62,7 +62,7 @@ class SimNode:
             hard_state=self.disk.hard_state,
             snapshot=self.disk.snapshot if self.disk.snapshot.index else None,
             entries=self.disk.entries,
-            bugs=sim.bugs & CORE_BUGS,
+            bugs=sim.bugs,
         )
         # Without sessions (a table of size 0) every retry of a write is applied again.
         self.sm = SessionStateMachine(self.machine(), max_clients=10_000 if sim.config.sessions else 0)
