@@ -292,4 +292,4 @@ def _unsent(messages: list[Message], sent: list[Message]) -> list[Message]:
 
 
 def _changes_vote(new: HardState | None, durable: HardState) -> bool:
-    return new is not None and (new.term, new.vote) != (durable.term, durable.vote)
+    return new is not None and new.promises() != durable.promises()

@@ -58,7 +58,12 @@ PLANTED = [
     ("leader_counts_unpersisted", "Leader Completeness"),
     # Applying an entry this replica has not yet stored: a durable state machine gets ahead of its log.
     ("apply_before_persist", "a durable state machine would be ahead of its log"),
+    # A member that lost its disk votes at once: it forgot its vote, and the entries it acknowledged.
+    ("wiped_member_votes", ("Leader Completeness", "Election Safety", "State Machine Safety")),
 ]
+# Planted bugs whose failure needs an interleaving too rare for the seed budget: a step-by-step core test
+# shows each (tests/raft/test_core_rejoin.py).
+SHOWN_BY_CORE_TESTS = {"skip_term_probe"}
 
 
 @pytest.mark.parametrize(("bug", "kind"), PLANTED)
@@ -86,7 +91,7 @@ def test_without_client_sessions_a_retried_write_applies_twice_and_the_history_i
 
 
 def test_every_planted_bug_has_a_test() -> None:
-    assert {bug for bug, _ in PLANTED} == KNOWN_BUGS
+    assert {bug for bug, _ in PLANTED} | SHOWN_BY_CORE_TESTS == KNOWN_BUGS
 
 
 def test_the_simulator_runs_the_shipped_core_unless_a_bug_is_planted() -> None:

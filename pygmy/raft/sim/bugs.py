@@ -16,7 +16,9 @@ from pygmy.raft.core import RaftCore, Ready
 from pygmy.raft.driver import ReadyDriver
 from pygmy.raft.messages import Entry, HardState, Message, Role
 
-CORE_BUGS = frozenset({"commit_old_term_by_counting", "vote_before_persist", "apply_before_commit"})
+CORE_BUGS = frozenset(
+    {"commit_old_term_by_counting", "vote_before_persist", "apply_before_commit", "wiped_member_votes", "skip_term_probe"}
+)
 
 
 class BuggyRaftCore(RaftCore):
@@ -24,7 +26,10 @@ class BuggyRaftCore(RaftCore):
 
     - apply_before_commit: hands out entries for applying as soon as they are in the log, agreed on or not;
     - commit_old_term_by_counting: commits an earlier term's entry once a quorum holds it (Raft Figure 8);
-    - vote_before_persist: the grant goes out while the disk keeps the term and vote from before it.
+    - vote_before_persist: the grant goes out while the disk keeps the term and vote from before it;
+    - wiped_member_votes: a member that lost its disk rejoins as a voter at once (what Raft alone would do);
+    - skip_term_probe: a member that lost its disk catches up with the first leader it hears, without first
+      learning from a quorum the highest term it may have voted in (that leader may be a deposed one).
     """
 
     def __init__(self, *args: Any, bugs: Iterable[str], **kwargs: Any) -> None:
@@ -32,6 +37,10 @@ class BuggyRaftCore(RaftCore):
         # vote_before_persist: (term of the grant, what the disk held before it) until the term moves on.
         self._held_back: tuple[int, HardState] | None = None
         super().__init__(*args, **kwargs)
+        if "wiped_member_votes" in self.bugs:
+            self.catching_up = False
+        if "skip_term_probe" in self.bugs:
+            self._probed = True
 
     def _apply_limit(self) -> int:
         if "apply_before_commit" in self.bugs:

@@ -72,6 +72,7 @@ class _Faults:
     nemesis_ticks: int  # mean gap between nemesis actions
     crash_at_sync: float  # probability a node dies around an fsync (of entries, term or vote)
     slow_sync: float  # probability an fsync takes several message delays instead of a few units
+    wipe_weight: int  # how often the nemesis wipes a member's disk, relative to its other actions
     raft: RaftConfig
     snapshot_every: int
 
@@ -97,6 +98,7 @@ def _draw_faults(rng: random.Random) -> _Faults:
         nemesis_ticks=rng.choice([1, 3, 8, 20]),
         crash_at_sync=rng.choice([0.0, 0.05, 0.2, 0.5]),
         slow_sync=rng.choice([0.0, 0.05, 0.3]),
+        wipe_weight=rng.choice([0, 1, 3]),
         raft=raft,
         snapshot_every=rng.choice([4, 16, 10_000]),
     )
@@ -245,8 +247,8 @@ class Simulation:
             return
         rng = self.fault_rng
         action = rng.choices(
-            ["crash", "crash_leader", "partition", "isolate_leader", "bridge", "one_way", "transfer", "heal", "nothing"],
-            weights=[2, 2, 2, 2, 2, 1, 2, 3, 1],
+            ["crash", "crash_leader", "partition", "isolate_leader", "bridge", "one_way", "transfer", "heal", "nothing", "wipe"],
+            weights=[2, 2, 2, 2, 2, 1, 2, 3, 1, self.faults.wipe_weight],
         )[0]
         alive = [n for n in self.nodes.values() if n.alive]
         can_crash = len(alive) > len(self.members) // 2  # the nemesis leaves a quorum up (sync crashes may not)
@@ -282,6 +284,14 @@ class Simulation:
             target = rng.choice([m for m in self.members if m != leader.id])
             self.log(f"n{leader.id} transfers leadership to n{target}")
             leader.transfer(target)
+        elif action == "wipe" and can_crash and not any(n.disk.hard_state.catching_up for n in self.nodes.values()):
+            # One member at a time loses its disk (and rejoins catching up); a second before the first has
+            # caught up would be two failures, more than Raft tolerates with three members.
+            victim = rng.choice(alive)
+            self.log(f"wipe n{victim.id}'s disk")
+            victim.crash()
+            victim.wipe()
+            self.at(restart, self._restart, victim)
         elif action == "heal":
             self.network.heal()
             self.log("heal network")

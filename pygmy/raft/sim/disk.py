@@ -23,7 +23,7 @@ class SimDisk:
     def will_sync(self, hard_state: HardState | None, entries: Sequence[Entry], snapshot: Snapshot | None = None) -> bool:
         if snapshot is not None or entries:
             return True
-        return hard_state is not None and (hard_state.term, hard_state.vote) != (self.hard_state.term, self.hard_state.vote)
+        return hard_state is not None and hard_state.promises() != self.hard_state.promises()
 
     def save(self, hard_state: HardState | None, entries: Sequence[Entry], snapshot: Snapshot | None = None) -> None:
         if snapshot is not None:

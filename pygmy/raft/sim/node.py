@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pygmy.raft.core import NotLeader, RaftCore, Ready
 from pygmy.raft.driver import STEPS, Crash, ReadyDriver, encode_batch
-from pygmy.raft.messages import Entry, Message, Role, Snapshot
+from pygmy.raft.messages import Entry, HardState, Message, Role, Snapshot
 from pygmy.raft.sessions import SessionStateMachine, encode_command
 from pygmy.raft.sim.bugs import planted_core
 from pygmy.raft.sim.disk import SimDisk
@@ -88,6 +88,11 @@ class SimNode:
     def crash(self) -> None:
         self.incarnation += 1
         self.core = None
+
+    def wipe(self) -> None:
+        """The disk is lost (the node is down): it rejoins empty, as a member catching up, marked so durably."""
+        self.disk = SimDisk()
+        self.disk.save(HardState(catching_up=True), [])
 
     @property
     def alive(self) -> bool:
