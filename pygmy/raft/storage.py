@@ -32,9 +32,10 @@ one record holding the hard state and only what follows the snapshot: after the 
 (`compact`, which reads the WAL back to find those entries) the entries after it, after one installed
 from the leader (`save(..., snapshot)`) the entries of that same save. A crash between the two leaves
 the new snapshot beside the old WAL; `open` then keeps the entries after the snapshot only if the log
-agrees with it there (as in the Raft paper). Creating a file or a directory is followed by an fsync of
+agrees with it there (as in the Raft paper), and finishes the rewrite. Creating a file or a directory is followed by an fsync of
 the directory that holds it. After a failed write or sync nothing more is written: what reached the
-disk is unknown (a failed fsync may drop the dirty pages), so the node must reopen and read it back.
+disk is unknown (a failed fsync may drop the dirty pages), so the node must reopen and read it back;
+`open` syncs the WAL and the directory before trusting what it read.
 
 The log itself is held only by the caller (the core): `state()` returns the entries read at open,
 and reads the WAL again if asked later.
@@ -278,19 +279,28 @@ class RaftStorage:
             self._handle = self._files.create(wal_path)
             self._fsync_dir(self.directory)  # else a power loss may forget the file, and all saved in it
             return
-        hard_state, entries, valid, size = self._read_log()
+        hard_state, entries, valid, size, stale = self._read_log()
         self._hard_state = self._written = _with_commit(hard_state, self._snapshot.index)
         self._last_index = entries[-1].index if entries else self._snapshot.index
         self._entries_at_open = tuple(entries)
-        self._handle = self._files.open_append(wal_path)
-        if valid < size:
-            # A torn last record (a crash mid-write): it was never acknowledged, so cut it off.
+        if stale:
+            # A crash came between replacing the snapshot and rewriting the WAL: finish the rewrite, or
+            # new records would follow entries the snapshot replaced (and read back as a gap).
             with self._writing():
+                self._replace_file(_WAL, frame(_encode(_Record(self._hard_state, self._entries_at_open))))
+        self._handle = self._files.open_append(wal_path)
+        with self._writing():
+            if valid < size:
+                # A torn last record (a crash mid-write): it was never acknowledged, so cut it off.
                 self._files.truncate(self._handle, valid)
-                self._fdatasync(self._handle)
+            # What was read may not be durable yet (the previous run's last sync may have failed):
+            # make it so before the node acts on it.
+            self._fdatasync(self._handle)
+            self._fsync_dir(self.directory)
 
-    def _read_log(self) -> tuple[HardState, list[Entry], int, int]:
-        """Replay the WAL: the hard state, the entries after the snapshot, where the whole records end, the size."""
+    def _read_log(self) -> tuple[HardState, list[Entry], int, int, bool]:
+        """Replay the WAL: the hard state, the entries after the snapshot, where the whole records end, the
+        size, and whether the WAL still holds entries the snapshot covers."""
         path = self.directory / _WAL
         data = self._files.read(path)
         records, valid = read_frames(data, path)
@@ -320,7 +330,8 @@ class RaftStorage:
         if replayed and replayed[0].index > self._snapshot.index + 1:
             raise StorageCorrupt(f"{path}: the log starts at {replayed[0].index}, after snapshot {self._snapshot.index}")
         # As in the Raft paper: entries after the snapshot stay only if the log agrees with it there.
-        return hard_state, _entries_after(replayed, self._snapshot), valid, len(data)
+        stale = bool(replayed) and replayed[0].index <= self._snapshot.index
+        return hard_state, _entries_after(replayed, self._snapshot), valid, len(data), stale
 
     def _replace_file(self, name: str, content: bytes) -> None:
         temporary = self.directory / (name + ".tmp")

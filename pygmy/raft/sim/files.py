@@ -75,6 +75,7 @@ class MemoryFiles:
                 node.data += unsynced[:kept]
                 if self._rng.random() < 0.5:  # the file grew, but the data never reached the disk
                     node.data += bytes(self._rng.randint(0, len(unsynced) - kept))
+            node.durable = bytes(node.data)  # what a power loss left on the disk is all there is
 
     def flip_bit(self, path: Path | str, offset: int, bit: int = 0) -> None:
         """Damage the byte at `offset` of the file at `path`, durably (a disk error, not a crash)."""
