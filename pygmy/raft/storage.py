@@ -32,10 +32,12 @@ one record holding the hard state and only what follows the snapshot: after the 
 (`compact`, which reads the WAL back to find those entries) the entries after it, after one installed
 from the leader (`save(..., snapshot)`) the entries of that same save. A crash between the two leaves
 the new snapshot beside the old WAL; `open` then keeps the entries after the snapshot only if the log
-agrees with it there (as in the Raft paper), and finishes the rewrite. Creating a file or a directory is followed by an fsync of
-the directory that holds it. After a failed write or sync nothing more is written: what reached the
-disk is unknown (a failed fsync may drop the dirty pages), so the node must reopen and read it back;
-`open` syncs the WAL and the directory before trusting what it read.
+agrees with it there (as in the Raft paper), and finishes the rewrite. Creating a file or a directory
+is followed by an fsync of the directory that holds it.
+
+After a failed write or sync nothing more is written: what reached the disk is unknown (a failed fsync
+may drop the dirty pages), so the node must reopen and read it back; `open` syncs the WAL and the
+directory before trusting what it read.
 
 The log itself is held only by the caller (the core): `state()` returns the entries read at open,
 and reads the WAL again if asked later.
@@ -313,7 +315,9 @@ class RaftStorage:
             try:
                 record = _decode_record(payload)
             except msgspec.DecodeError as exc:
-                raise StorageCorrupt(f"{path}: the record at byte {offset} has a valid checksum but does not decode: {exc}") from exc
+                raise StorageCorrupt(
+                    f"{path}: the record at byte {offset} has a valid checksum but does not decode: {exc}"
+                ) from exc
             if record.entries:
                 try:
                     _check_entries(record.entries, replayed[-1].index if replayed else record.entries[0].index - 1)
@@ -328,7 +332,9 @@ class RaftStorage:
             if record.hard_state is not None:
                 hard_state = record.hard_state
         if replayed and replayed[0].index > self._snapshot.index + 1:
-            raise StorageCorrupt(f"{path}: the log starts at {replayed[0].index}, after snapshot {self._snapshot.index}")
+            raise StorageCorrupt(
+                f"{path}: the log starts at {replayed[0].index}, after snapshot {self._snapshot.index}"
+            )
         # As in the Raft paper: entries after the snapshot stay only if the log agrees with it there.
         stale = bool(replayed) and replayed[0].index <= self._snapshot.index
         return hard_state, _entries_after(replayed, self._snapshot), valid, len(data), stale

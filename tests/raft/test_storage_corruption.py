@@ -1,4 +1,4 @@
-"""Damage a crash cannot cause is reported, never repaired by throwing data away; damage a crash can cause is cut off."""
+"""Damage a crash cannot cause is reported, never repaired by dropping data; damage a crash can cause is cut off."""
 
 from __future__ import annotations
 

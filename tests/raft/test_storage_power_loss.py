@@ -73,10 +73,12 @@ def next_operation(m: Durable, rng: random.Random) -> Operation:
         return Operation(kind, lambda s: s.save(None, new), Durable(m.term, m.vote, m.snapshot, m.with_entries(new)))
     if kind == "elect" or (kind == "vote" and m.vote is not None):
         term, vote = m.term + 1, rng.choice([None, 1, 2, 3])
-        return Operation("elect", lambda s: s.save(HardState(term, vote, m.snapshot.index), []), Durable(term, vote, m.snapshot, m.log))
+        elect = HardState(term, vote, m.snapshot.index)
+        return Operation("elect", lambda s: s.save(elect, []), Durable(term, vote, m.snapshot, m.log))
     if kind == "vote":
         vote = rng.randint(1, 3)
-        return Operation(kind, lambda s: s.save(HardState(m.term, vote, m.snapshot.index), []), Durable(m.term, vote, m.snapshot, m.log))
+        cast = HardState(m.term, vote, m.snapshot.index)
+        return Operation(kind, lambda s: s.save(cast, []), Durable(m.term, vote, m.snapshot, m.log))
     if kind == "conflict":  # a new leader's entries replace a suffix (some may be covered by the snapshot)
         term, vote = m.term + 1, rng.choice([None, 1, 2])
         first = rng.randint(max(1, m.snapshot.index - 2), m.last + 1)
