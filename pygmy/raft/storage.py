@@ -287,12 +287,13 @@ class RaftStorage:
         self._entries_at_open = tuple(entries)
         if stale:
             # A crash came between replacing the snapshot and rewriting the WAL: finish the rewrite, or
-            # new records would follow entries the snapshot replaced (and read back as a gap).
+            # new records would follow entries the snapshot replaced (and read back as a gap). The new
+            # file holds no torn tail either.
             with self._writing():
                 self._replace_file(_WAL, frame(_encode(_Record(self._hard_state, self._entries_at_open))))
         self._handle = self._files.open_append(wal_path)
         with self._writing():
-            if valid < size:
+            if valid < size and not stale:
                 # A torn last record (a crash mid-write): it was never acknowledged, so cut it off.
                 self._files.truncate(self._handle, valid)
             # What was read may not be durable yet (the previous run's last sync may have failed):

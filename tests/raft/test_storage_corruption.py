@@ -167,3 +167,20 @@ def test_a_term_going_back_or_a_second_vote_is_refused(tmp_path: Path) -> None:
     assert (tmp_path / "wal").read_bytes() == before
     s.close()
     assert RaftStorage(tmp_path).state().hard_state == HardState(term=4, vote=2)
+
+
+def test_a_crash_between_the_snapshot_and_the_wal_rewrite_with_a_torn_tail_recovers(tmp_path: Path) -> None:
+    # The new snapshot beside the old WAL (which also ends in a torn record): open finishes the rewrite.
+    s = RaftStorage(tmp_path)
+    s.save(HardState(term=1, vote=1), entries(1, 10))
+    s.close()
+    (tmp_path / "snapshot").write_bytes(frame(msgspec.msgpack.encode(Snapshot(index=5, term=1, data=b"state@5"))))
+    with (tmp_path / "wal").open("ab") as f:
+        f.write(b"\x07torn")
+    s = RaftStorage(tmp_path)
+    assert s.state().entries == tuple(entries(6, 10))
+    s.save(None, entries(11, 12))
+    s.close()
+    state = RaftStorage(tmp_path).state()
+    assert state.entries == tuple(entries(6, 12))
+    assert state.hard_state == HardState(term=1, vote=1, commit=5)

@@ -142,7 +142,11 @@ class MemoryFiles:
 
     def truncate(self, handle: int, size: int) -> None:
         node = self._handle(handle)
-        self._operation(lambda: node.data.__delitem__(slice(size, None)))
+        def effect() -> None:
+            del node.data[size:]
+            node.data.extend(bytes(size - len(node.data)))  # like ftruncate, a larger size adds zeros
+
+        self._operation(effect)
 
     def close(self, handle: int) -> None:
         self._handle(handle)
