@@ -29,6 +29,7 @@ from pygmy.raft.messages import Message, Role
 from pygmy.raft.sim.invariants import SafetyChecker, Violation
 from pygmy.raft.sim.network import LinkFaults, Network
 from pygmy.raft.sim.node import CRASH_POINTS, NOT_LEADER, OK, SimNode
+from pygmy.raft.storage import StorageCorrupt
 from pygmy.raft.sim.workload import WORKLOADS, Request, SimClient, decode_output
 
 TICK = 10  # simulated time units per tick; message and disk latencies are a few units
@@ -231,7 +232,17 @@ class Simulation:
     def _restart(self, node: SimNode) -> None:
         if node.alive:
             return
-        node.start()
+        try:
+            node.start()
+        except StorageCorrupt as exc:
+            # Detected, as it must be. The operator's repair: wipe the member and let it rejoin, catching up
+            # (one member at a time: wait while another is still catching up).
+            self.log(f"n{node.id} refuses to start: {exc}")
+            if self._someone_catching_up(besides=node):
+                self.at(10 * TICK, self._restart, node)
+                return
+            node.wipe()
+            node.start()
         self.log(f"restart n{node.id}")
         self.at(self.fault_rng.randrange(node.tick_period), self._tick, node, node.incarnation)
         node.pump()
@@ -247,8 +258,8 @@ class Simulation:
             return
         rng = self.fault_rng
         action = rng.choices(
-            ["crash", "crash_leader", "partition", "isolate_leader", "bridge", "one_way", "transfer", "heal", "nothing", "wipe"],
-            weights=[2, 2, 2, 2, 2, 1, 2, 3, 1, self.faults.wipe_weight],
+            ["crash", "crash_leader", "partition", "isolate_leader", "bridge", "one_way", "transfer", "heal", "nothing", "wipe", "flip"],
+            weights=[2, 2, 2, 2, 2, 1, 2, 3, 1, self.faults.wipe_weight, self.faults.wipe_weight],
         )[0]
         alive = [n for n in self.nodes.values() if n.alive]
         can_crash = len(alive) > len(self.members) // 2  # the nemesis leaves a quorum up (sync crashes may not)
@@ -284,7 +295,11 @@ class Simulation:
             target = rng.choice([m for m in self.members if m != leader.id])
             self.log(f"n{leader.id} transfers leadership to n{target}")
             leader.transfer(target)
-        elif action == "wipe" and can_crash and not any(n.disk.hard_state.catching_up for n in self.nodes.values()):
+        elif action == "flip" and not self._someone_catching_up() and (down := [n for n in self.nodes.values() if not n.alive]):
+            victim = rng.choice(down)
+            if victim.disk.flip_bit():
+                self.log(f"flip a bit in a record in the middle of n{victim.id}'s WAL")
+        elif action == "wipe" and can_crash and not self._someone_catching_up():
             # One member at a time loses its disk (and rejoins catching up); a second before the first has
             # caught up would be two failures, more than Raft tolerates with three members.
             victim = rng.choice(alive)
@@ -296,6 +311,10 @@ class Simulation:
             self.network.heal()
             self.log("heal network")
         self.at(rng.randint(1, 2 * self.faults.nemesis_ticks) * TICK, self._nemesis)
+
+    def _someone_catching_up(self, besides: SimNode | None = None) -> bool:
+        """Whether a member other than `besides` lost its disk (damaged, or catching up after a wipe)."""
+        return any(n.disk.hard_state.catching_up or n.disk.damaged for n in self.nodes.values() if n is not besides)
 
     def _end_faults(self) -> None:
         self.faulty = False

@@ -61,6 +61,10 @@ class MemoryFiles:
         with `power_loss`, lose power during it (it may or may not have taken effect) and raise PowerLoss."""
         self._faults[operation] = _Fault(error or OSError(errno.EIO, "injected I/O error"), power_loss)
 
+    def clear_faults(self) -> None:
+        """Forget the faults injected for operations that have not happened."""
+        self._faults.clear()
+
     def crash(self, *, torn: bool = True) -> None:
         """Lose power: keep what is durable and, with `torn`, a random part of what was appended unsynced."""
         self._handles.clear()

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from pygmy.raft.core import NotLeader, RaftCore, Ready
 from pygmy.raft.driver import STEPS, Crash, ReadyDriver, encode_batch
-from pygmy.raft.messages import Entry, HardState, Message, Role, Snapshot
+from pygmy.raft.messages import Entry, Message, Role, Snapshot
 from pygmy.raft.sessions import SessionStateMachine, encode_command
 from pygmy.raft.sim.bugs import planted_core
-from pygmy.raft.sim.disk import SimDisk
+from pygmy.raft.sim.disk import NodeDisk
 from pygmy.raft.sim.invariants import Violation
 from pygmy.raft.sim.bugs import driver_class
 from pygmy.raft.sim.workload import Request, encode_input
@@ -41,8 +41,8 @@ class SimNode:
         self.id = node_id
         self.sim = sim
         self.machine = machine
-        self.disk = SimDisk()
         self.incarnation = 0
+        self.disk = NodeDisk(self._disk_rng())
         self.core: RaftCore | None = None
         self.tick_period = 10
         self.start()
@@ -54,21 +54,22 @@ class SimNode:
         self.incarnation += 1
         sim = self.sim
         rng = random.Random(f"{sim.seed}:{self.id}:{self.incarnation}")
+        persisted = self.disk.open_state()  # StorageCorrupt if the disk is damaged: the node stays down
         self.core = planted_core(
             self.id,
             sim.members,
             sim.raft_config,
             rng,
-            hard_state=self.disk.hard_state,
-            snapshot=self.disk.snapshot if self.disk.snapshot.index else None,
-            entries=self.disk.entries,
+            hard_state=persisted.hard_state,
+            snapshot=persisted.snapshot if persisted.snapshot.index else None,
+            entries=persisted.entries,
             bugs=sim.bugs,
         )
         # Without sessions (a table of size 0) every retry of a write is applied again.
         self.sm = SessionStateMachine(self.machine(), max_clients=10_000 if sim.config.sessions else 0)
-        if self.disk.snapshot.index:
-            self.sm.restore(self.disk.snapshot.data)
-        self.applied = self.disk.snapshot.index
+        if persisted.snapshot.index:
+            self.sm.restore(persisted.snapshot.data)
+        self.applied = persisted.snapshot.index
         self.driver = driver_class(sim.bugs)(
             self.core,
             self.disk,
@@ -77,8 +78,8 @@ class SimNode:
             self,
             run_write=self._run_write,
             snapshot_every=sim.snapshot_every,
-            applied=self.disk.snapshot.index,
-            applied_term=self.disk.snapshot.term,
+            applied=persisted.snapshot.index,
+            applied_term=persisted.snapshot.term,
         )
         self.crash_at: str | None = None  # where the Ready being handled will be cut short, if at all
         self.proposals: dict[int, tuple[int, Request]] = {}  # index -> (term, request)
@@ -86,13 +87,17 @@ class SimNode:
         self._next_ctx = 0
 
     def crash(self) -> None:
+        """The process dies and the power fails: only what was fsynced (and perhaps a torn tail) remains."""
         self.incarnation += 1
         self.core = None
+        self.disk.power_loss()
 
     def wipe(self) -> None:
         """The disk is lost (the node is down): it rejoins empty, as a member catching up, marked so durably."""
-        self.disk = SimDisk()
-        self.disk.save(HardState(catching_up=True), [])
+        self.disk = NodeDisk(self._disk_rng(), catching_up=True)
+
+    def _disk_rng(self) -> random.Random:
+        return random.Random(f"{self.sim.seed}:disk:{self.id}:{self.incarnation}")
 
     @property
     def alive(self) -> bool:
@@ -149,6 +154,11 @@ class SimNode:
     def sync(self, write: Callable[[], None], then: Callable[[], None]) -> None:
         """The disk latency has passed: the write completes (unless the node dies during its fsync)."""
         if self.crash_at == "during fsync":
+            self.disk.cut_write()  # the power fails a few file operations into the write
+            try:
+                write()
+            except OSError:  # PowerLoss, or what storage's clean-up met after it: the process is gone anyway
+                pass
             self.sim.bounce(self, "during fsync")
             return
         write()
