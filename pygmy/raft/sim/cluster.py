@@ -91,6 +91,8 @@ def _draw_faults(rng: random.Random) -> _Faults:
         check_quorum=rng.random() < 0.5,
         max_entries_per_message=rng.choice([1, 1, 2, 4, 256]),
         max_inflight_messages=rng.choice([1, 4, 64]),
+        # Drawn from a fork of `rng`, so the draws above and below (and so the regression seeds) stay as they were.
+        **_draw_snapshot_config(random.Random(f"{rng.getstate()}:snapshots")),
     )
     return _Faults(
         link=link,
@@ -100,6 +102,14 @@ def _draw_faults(rng: random.Random) -> _Faults:
         raft=raft,
         snapshot_every=rng.choice([4, 16, 10_000]),
     )
+
+
+def _draw_snapshot_config(rng: random.Random) -> dict[str, int]:
+    """Small chunks make a snapshot travel as many InstallSnapshot messages; small windows make followers need one."""
+    return {
+        "snapshot_chunk_bytes": rng.choice([3, 16, 1 << 20]),  # sim snapshots are tens of bytes
+        "catch_up_entries": rng.choice([0, 2, 8, 1000]),
+    }
 
 
 class Simulation:
