@@ -1,4 +1,4 @@
-"""The Raft core's in-memory view of one node's log: a snapshot, the entries around it, and how far they are persisted.
+"""The Raft core's in-memory view of one node's log: a snapshot, the entries around it, how far they are durable.
 
 Indexes start at 1; the snapshot stands for every entry up to and including `snapshot.index` (index 0 with
 term 0 is the empty snapshot). The entries are contiguous from `first_index()`, which is at most
