@@ -42,6 +42,7 @@ from pygmy.raft.messages import (
     TermProbeResponse,
     TimeoutNow,
 )
+from pygmy.raft.snapshot_transfer import IncomingSnapshot, OutgoingSnapshot
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,15 @@ class RaftConfig:
     max_entries_per_message: int = 256
     # Optimistic replication: at most this many AppendEntries unacknowledged per follower.
     max_inflight_messages: int = 64
+    # InstallSnapshot carries the snapshot in chunks of at most this many bytes, one unacknowledged at a time.
+    snapshot_chunk_bytes: int = 1 << 20
+    # Compaction keeps this many entries before the snapshot, so that a follower a little behind is sent
+    # entries rather than the whole snapshot (etcd's SnapshotCatchUpEntries); 0 keeps none.
+    catch_up_entries: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.snapshot_chunk_bytes < 1 or self.catch_up_entries < 0:
+            raise ValueError("snapshot_chunk_bytes must be positive and catch_up_entries not negative")
 
 
 class NotLeader(Exception):
@@ -113,7 +123,7 @@ class Ready:
 class _Replication(enum.Enum):
     PROBE = "probe"  # one AppendEntries at a time until the follower's match is found
     REPLICATE = "replicate"  # optimistic: stream entries without waiting, bounded in flight
-    SNAPSHOT = "snapshot"  # an InstallSnapshot is on its way; send nothing else
+    SNAPSHOT = "snapshot"  # a snapshot is being sent in chunks (`_Progress.snapshot`); send nothing else
 
 
 @dataclass
@@ -126,7 +136,7 @@ class _Progress:
     probe_sent: bool = False
     inflight: deque[int] = field(default_factory=deque)  # last index of each unacknowledged AppendEntries
     ticks_without_ack: int = 0
-    snapshot_ticks: int = 0
+    snapshot: OutgoingSnapshot | None = None  # the transfer under way in state SNAPSHOT
     heartbeat_acked: int = 0  # highest heartbeat_seq echoed back in this term (ReadIndex)
     commit_sent: int = 0  # the follower was told it may commit up to here
     # Counts toward quorums: known from its AppendEntries responses, which say whether it is catching up.
@@ -138,6 +148,7 @@ class _Progress:
         self.probe_sent = False
         self.inflight.clear()
         self.ticks_without_ack = 0
+        self.snapshot = None
 
     def forget_match(self, last_index: int) -> None:
         """The follower's log now ends at `last_index`, below what it matched (it lost its disk): start over.
@@ -196,9 +207,12 @@ class RaftCore:
     ) -> None:
         """Start (or restart) from what was persisted.
 
-        `entries` must be contiguous and follow `snapshot`. `applied` is the index the state machine already
-        reflects (default: the snapshot's index, i.e. the state machine was restored from the snapshot and
-        committed entries after it are handed out again for applying).
+        `entries` must be contiguous and either follow `snapshot` (start at snapshot.index + 1) or start at or
+        before it, in which case they must hold the entry at snapshot.index with the snapshot's term: those up
+        to it are then the trailing window that `compact` keeps (see `pygmy.raft.log`); LogInvariantError
+        otherwise. `applied` is the index the state machine already reflects (default: the snapshot's index,
+        i.e. the state machine was restored from the snapshot and committed entries after it are handed out
+        again for applying).
         """
         self.id = node_id
         self.members = tuple(sorted(set(members)))
@@ -239,6 +253,7 @@ class RaftCore:
         self._read_states: list[ReadState] = []
         self._failed_reads: list[int] = []
         self._pending_snapshot: Snapshot | None = None
+        self._incoming_snapshot: IncomingSnapshot | None = None  # chunks of a snapshot from the leader so far
 
     # -- inputs ------------------------------------------------------------------------------------------
 
@@ -313,10 +328,15 @@ class RaftCore:
             self._send_append(target)
 
     def compact(self, snapshot: Snapshot) -> None:
-        """The state machine was snapshotted at an applied index: drop the log up to it."""
+        """The state machine was snapshotted at an applied index: let the snapshot stand for the log up to it.
+
+        The last `config.catch_up_entries` entries up to the snapshot stay in memory, so a follower a little
+        behind is sent entries instead of the snapshot. Storage need not keep them: after a restart the
+        window is empty until the next compaction (storage may return them, see `__init__`).
+        """
         if snapshot.index > self.applied:
             raise ValueError(f"snapshot at {snapshot.index} is beyond applied {self.applied}")
-        self.log.compact(snapshot)
+        self.log.compact(snapshot, keep=self.config.catch_up_entries)
 
     # -- output ------------------------------------------------------------------------------------------
 
@@ -425,6 +445,7 @@ class RaftCore:
         self._transfer_target = None
         self._failed_reads.extend(read.ctx for read in self._pending_reads)
         self._pending_reads = []
+        self._incoming_snapshot = None  # a transfer from the leader we followed until now is void
 
     def _become_follower(self, term: int, leader: int | None) -> None:
         self._reset(term)
@@ -665,17 +686,45 @@ class RaftCore:
             self.commit = index
 
     def _on_install_snapshot(self, m: InstallSnapshot) -> None:
+        """Collect the leader's snapshot chunk by chunk; hand it to the runtime (Ready.snapshot) once whole."""
         self._hear_from_leader(m.src)
-        snap = m.snapshot
-        if snap.index > self.commit:
-            if self.log.term_at(snap.index) == snap.term:
-                self.commit = snap.index  # we hold that entry already: keep the log, just commit up to it
-            else:
-                self.log.restore(snap)
-                self.commit = snap.index
-                self._applying_to = max(self._applying_to, snap.index)
-                self._pending_snapshot = snap
-        self._send(InstallSnapshotResponse(self.id, m.src, self.term, self.commit, heartbeat_seq=m.heartbeat_seq))
+        if m.index <= self.commit or self.log.term_at(m.index) == m.snapshot_term:
+            # We hold that entry already: keep the log, just commit up to it.
+            self._advance_commit(m.index)
+            if self._incoming_snapshot is not None and self._incoming_snapshot.index <= self.commit:
+                self._incoming_snapshot = None  # what it would install we now hold
+            self._answer_snapshot(m, done=True)
+            return
+        incoming = self._incoming_snapshot
+        if incoming is not None and not incoming.is_for(m):
+            if not incoming.is_superseded_by(m):
+                return  # a delayed chunk of an older transfer from this leader
+            incoming = self._incoming_snapshot = None
+        if incoming is None:
+            if m.offset != 0:
+                self._answer_snapshot(m, next_offset=0)  # we hold nothing of it (e.g. restarted): start over
+                return
+            incoming = self._incoming_snapshot = IncomingSnapshot.start(m)
+        incoming.accept(m)
+        if not incoming.complete:
+            self._answer_snapshot(m, next_offset=incoming.next_offset)
+            return
+        snap = incoming.snapshot()
+        self._incoming_snapshot = None
+        self.log.restore(snap)
+        self.commit = snap.index
+        self._applying_to = max(self._applying_to, snap.index)
+        self._pending_snapshot = snap
+        # In the Ready that persists the snapshot, so the leader hears of it only once it is durable.
+        self._answer_snapshot(m, done=True)
+
+    def _answer_snapshot(self, m: InstallSnapshot, *, next_offset: int = 0, done: bool = False) -> None:
+        match = self.commit if done else 0
+        self._send(
+            InstallSnapshotResponse(
+                self.id, m.src, self.term, m.index, next_offset, done, match, heartbeat_seq=m.heartbeat_seq
+            )
+        )
 
     # -- replication: leader side --------------------------------------------------------------------------
 
@@ -706,10 +755,8 @@ class RaftCore:
             pr.ticks_without_ack += 1
             if pr.ticks_without_ack >= patience:
                 pr.become_probe(pr.match + 1)
-        elif pr.state is _Replication.SNAPSHOT:
-            pr.snapshot_ticks += 1
-            if pr.snapshot_ticks >= self.config.election_ticks:
-                pr.become_probe(pr.match + 1)
+        elif pr.state is _Replication.SNAPSHOT and pr.snapshot is not None and pr.snapshot.tick(patience):
+            self._send_snapshot_chunk(pr.snapshot)  # only the chunk in flight, not the whole snapshot
 
     def _broadcast_heartbeat(self) -> None:
         """Assert leadership, spread the commit index and, via heartbeat_seq, confirm pending reads."""
@@ -779,10 +826,20 @@ class RaftCore:
             pr.inflight.append(last)
 
     def _send_snapshot(self, peer: int, pr: _Progress) -> None:
+        """Start sending our latest snapshot to `peer`, from its first chunk."""
         pr.state = _Replication.SNAPSHOT
-        pr.snapshot_ticks = 0
         pr.inflight.clear()
-        self._send(InstallSnapshot(self.id, peer, self.term, self.log.snapshot, self._heartbeat_seq))
+        pr.snapshot = OutgoingSnapshot(peer, self.log.snapshot, self.config.snapshot_chunk_bytes)
+        self._send_snapshot_chunk(pr.snapshot)
+
+    def _send_snapshot_chunk(self, out: OutgoingSnapshot) -> None:
+        snap = out.snapshot
+        offset, data = out.next_chunk()
+        self._send(
+            InstallSnapshot(
+                self.id, out.peer, self.term, snap.index, snap.term, offset, len(snap.data), data, self._heartbeat_seq
+            )
+        )
 
     def _on_append_response(self, m: AppendEntriesResponse) -> None:
         if self.role is not Role.LEADER:
@@ -828,9 +885,16 @@ class RaftCore:
             return
         pr = self._progress[m.src]
         self._note_heartbeat_ack(pr, m.heartbeat_seq)
-        if pr.state is _Replication.SNAPSHOT:
-            pr.become_probe(m.match_index + 1)
-        self._on_match(m.src, pr, m.match_index)
+        out = pr.snapshot if pr.state is _Replication.SNAPSHOT else None
+        if m.done:
+            if out is not None and m.match_index >= out.snapshot.index:
+                pr.become_probe(m.match_index + 1)  # the transfer is over: replicate from what it holds
+            self._on_match(m.src, pr, m.match_index)
+        elif out is not None and m.index == out.snapshot.index:
+            if m.next_offset == 0 and self.log.snapshot.index > out.snapshot.index:
+                self._send_snapshot(m.src, pr)  # starting over anyway: send the newest snapshot instead
+            elif out.on_ack(m.next_offset):
+                self._send_snapshot_chunk(out)
 
     def _on_match(self, peer: int, pr: _Progress, index: int) -> None:
         news = pr.acknowledge(index)

@@ -1,8 +1,14 @@
-"""The Raft core's in-memory view of one node's log: entries after a snapshot, and how far they are persisted.
+"""The Raft core's in-memory view of one node's log: a snapshot, the entries around it, how far they are durable.
 
 Indexes start at 1; the snapshot stands for every entry up to and including `snapshot.index` (index 0 with
-term 0 is the empty snapshot). Tracking `handed_to` (given to the runtime to persist) and `persisted_to`
-(confirmed durable) lets a leader count itself towards a commit only for entries it has on disk.
+term 0 is the empty snapshot). The entries are contiguous from `first_index()`, which is at most
+`snapshot.index + 1`: those at or before `snapshot.index` are a trailing window that compaction keeps so
+a leader can send a follower a little behind entries instead of the whole snapshot. The window holds only
+committed, applied entries, and it is accepted only if it reaches `snapshot.index` with the snapshot's
+term (by Log Matching every entry before that then agrees with the log the snapshot was taken from).
+
+Tracking `handed_to` (given to the runtime to persist) and `persisted_to` (confirmed durable) lets a
+leader count itself towards a commit only for entries it has on disk.
 """
 
 from __future__ import annotations
@@ -26,28 +32,41 @@ class RaftLog:
         self.persisted_to = self.last_index()  # ... and up to here the runtime confirmed durable
 
     def _check_contiguous(self) -> None:
+        if not self.entries:
+            return
+        first, snapshot = self.entries[0].index, self.snapshot
         for offset, entry in enumerate(self.entries):
-            if entry.index != self.snapshot.index + 1 + offset:
-                raise LogInvariantError(f"log not contiguous after snapshot {self.snapshot.index}: {entry.index}")
+            if entry.index != first + offset:
+                raise LogInvariantError(f"log not contiguous: {entry.index} after {first + offset - 1}")
+        if first > snapshot.index + 1:
+            raise LogInvariantError(f"log starts at {first}, leaving a gap after snapshot {snapshot.index}")
+        if first <= snapshot.index and self.term_at(snapshot.index) != self._held_term(snapshot.index):
+            raise LogInvariantError(f"entries before snapshot {snapshot.index} do not reach it with its term")
+
+    def _held_term(self, index: int) -> int | None:
+        """The term of the entry the log holds at `index` (ignoring the snapshot)."""
+        first = self.first_index()
+        if first <= index <= self.last_index():
+            return self.entries[index - first].term
+        return None
 
     # -- reading --------------------------------------------------------------------------------------
 
     def first_index(self) -> int:
-        return self.snapshot.index + 1
+        """The first index whose entry the log holds (the trailing window included)."""
+        return self.entries[0].index if self.entries else self.snapshot.index + 1
 
     def last_index(self) -> int:
-        return self.snapshot.index + len(self.entries)
+        return self.entries[-1].index if self.entries else self.snapshot.index
 
     def last_term(self) -> int:
         return self.entries[-1].term if self.entries else self.snapshot.term
 
     def term_at(self, index: int) -> int | None:
-        """The term at `index`; None if the entry is compacted away or beyond the end."""
+        """The term at `index`; None if the entry is compacted away (and outside the window) or beyond the end."""
         if index == self.snapshot.index:
             return self.snapshot.term
-        if index < self.snapshot.index or index > self.last_index():
-            return None
-        return self.entries[index - self.first_index()].term
+        return self._held_term(index)
 
     def entry(self, index: int) -> Entry:
         return self.entries[index - self.first_index()]
@@ -71,10 +90,13 @@ class RaftLog:
         return None
 
     def first_index_of_term_at(self, index: int) -> int:
-        """The first index of the run of entries whose term equals the term at `index` (conflict hint)."""
+        """Where the run of entries with the term at `index` starts, after the snapshot (conflict hint).
+
+        Entries the snapshot stands for are committed, so they match the leader's: the hint never points there.
+        """
         term = self.term_at(index)
         first = index
-        while first - 1 >= self.first_index() and self.term_at(first - 1) == term:
+        while first - 1 > self.snapshot.index and self.term_at(first - 1) == term:
             first -= 1
         return first
 
@@ -108,18 +130,26 @@ class RaftLog:
             return
 
     def truncate_from(self, index: int) -> None:
-        """Drop entries at `index` and after (never below the snapshot)."""
+        """Drop entries at `index` and after (never the snapshot or the window before it)."""
+        if index <= self.snapshot.index:
+            raise LogInvariantError(f"would truncate from {index}, within snapshot {self.snapshot.index}")
         del self.entries[index - self.first_index() :]
         self.handed_to = min(self.handed_to, index - 1)
         self.persisted_to = min(self.persisted_to, index - 1)
 
-    def compact(self, snapshot: Snapshot) -> None:
-        """Drop entries up to snapshot.index, which the state machine snapshot now stands for."""
+    def compact(self, snapshot: Snapshot, keep: int = 0) -> None:
+        """Let `snapshot` stand for the log up to its index; keep the `keep` entries up to it as the window.
+
+        Entries before the window are dropped (older window entries too). `keep=0` keeps none.
+        """
         if snapshot.index <= self.snapshot.index:
             return
         if snapshot.index > self.last_index():
             raise LogInvariantError(f"compact to {snapshot.index} beyond last index {self.last_index()}")
-        del self.entries[: snapshot.index - self.snapshot.index]
+        if self._held_term(snapshot.index) != snapshot.term:
+            raise LogInvariantError(f"snapshot at {snapshot.index} of term {snapshot.term} disagrees with the log")
+        keep_from = max(self.first_index(), snapshot.index + 1 - keep)
+        del self.entries[: keep_from - self.first_index()]
         self.snapshot = snapshot
 
     def restore(self, snapshot: Snapshot) -> None:

@@ -113,18 +113,44 @@ class AppendEntriesResponse(msgspec.Struct, frozen=True, tag=True, array_like=Tr
 
 
 class InstallSnapshot(msgspec.Struct, frozen=True, tag=True, array_like=True):
+    """One chunk of the leader's snapshot at (`index`, `snapshot_term`): bytes `offset` onwards of its data.
+
+    A snapshot travels as a sequence of chunks, each sent only once the follower acknowledged the one
+    before it; `total` is the size of the whole snapshot's data, so the follower can refuse a chunk that
+    would make it buffer more than was declared.
+    """
+
     src: int
     dst: int
     term: int
-    snapshot: Snapshot
+    index: int
+    snapshot_term: int
+    offset: int
+    total: int
+    data: bytes
     heartbeat_seq: int = 0
+
+    @property
+    def last(self) -> bool:
+        """Whether this chunk completes the snapshot."""
+        return self.offset + len(self.data) == self.total
 
 
 class InstallSnapshotResponse(msgspec.Struct, frozen=True, tag=True, array_like=True):
+    """A follower's answer to a chunk of the snapshot at `index`.
+
+    Until `done`, `next_offset` is the byte offset the follower expects next (0: start over). Once `done`,
+    the follower holds everything up to `index` (it installed the snapshot, or already had that entry),
+    and `match_index` is its commit index, which matches the leader's log.
+    """
+
     src: int
     dst: int
     term: int
-    match_index: int
+    index: int
+    next_offset: int = 0
+    done: bool = False
+    match_index: int = 0
     heartbeat_seq: int = 0
 
 
