@@ -60,6 +60,8 @@ PLANTED = [
     ("apply_before_persist", "a durable state machine would be ahead of its log"),
     # A member that lost its disk votes at once: it forgot its vote, and the entries it acknowledged.
     ("wiped_member_votes", ("Leader Completeness", "Election Safety", "State Machine Safety")),
+    # A leader answering reads without a heartbeat round: paused or cut off, it may have been replaced.
+    ("read_without_round", "not linearizable"),
 ]
 # Planted bugs whose failure needs an interleaving too rare for the seed budget: a step-by-step core test
 # shows each (tests/raft/test_core_rejoin.py).

@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from pygmy.raft.core import RaftCore, Ready
+from pygmy.raft.core import RaftCore, Ready, ReadState
 from pygmy.raft.driver import ReadyDriver
 from pygmy.raft.messages import Entry, HardState, Message, Role
 
 CORE_BUGS = frozenset(
-    {"commit_old_term_by_counting", "vote_before_persist", "apply_before_commit", "wiped_member_votes", "skip_term_probe"}
+    {"commit_old_term_by_counting", "vote_before_persist", "apply_before_commit", "wiped_member_votes", "skip_term_probe", "read_without_round"}
 )
 
 
@@ -28,6 +28,8 @@ class BuggyRaftCore(RaftCore):
     - commit_old_term_by_counting: commits an earlier term's entry once a quorum holds it (Raft Figure 8);
     - vote_before_persist: the grant goes out while the disk keeps the term and vote from before it;
     - wiped_member_votes: a member that lost its disk rejoins as a voter at once (what Raft alone would do);
+    - read_without_round: a leader serves a read at its commit index without confirming it still leads
+      (a leader paused or cut off may have been replaced and answer stale values);
     - skip_term_probe: a member that lost its disk catches up with the first leader it hears, without first
       learning from a quorum the highest term it may have voted in (that leader may be a deposed one).
     """
@@ -51,6 +53,12 @@ class BuggyRaftCore(RaftCore):
         if "commit_old_term_by_counting" in self.bugs:
             return True
         return super()._may_commit_by_counting(index)
+
+    def read_index(self, ctx: int) -> None:
+        if "read_without_round" in self.bugs and self.role is Role.LEADER:
+            self._read_states.append(ReadState(ctx, self.commit))
+            return
+        super().read_index(ctx)
 
     def _grant_vote(self, candidate: int) -> None:
         if "vote_before_persist" in self.bugs:

@@ -74,6 +74,7 @@ class _Faults:
     crash_at_sync: float  # probability a node dies around an fsync (of entries, term or vote)
     slow_sync: float  # probability an fsync takes several message delays instead of a few units
     wipe_weight: int  # how often the nemesis wipes a member's disk, relative to its other actions
+    clock_skew: int  # how far a node's tick period may stray from TICK
     raft: RaftConfig
     snapshot_every: int
 
@@ -102,6 +103,7 @@ def _draw_faults(rng: random.Random) -> _Faults:
         crash_at_sync=rng.choice([0.0, 0.05, 0.2, 0.5]),
         slow_sync=rng.choice([0.0, 0.05, 0.3]),
         wipe_weight=rng.choice([0, 1, 3]),
+        clock_skew=rng.choice([1, 1, 3]),
         raft=raft,
         snapshot_every=rng.choice([4, 16, 10_000]),
     )
@@ -160,7 +162,8 @@ class Simulation:
 
     def run(self) -> None:
         for node in self.nodes.values():
-            node.tick_period = TICK + self.fault_rng.choice([-1, 0, 0, 1])  # clocks drift apart
+            # Clocks drift apart; in some seeds by a lot (a node whose ticks come 30% faster or slower).
+            node.tick_period = TICK + self.fault_rng.choice([-1, 0, 0, 1]) * self.faults.clock_skew
             self.at(self.fault_rng.randrange(TICK), self._tick, node, node.incarnation)
         for client in self.clients:
             self.at(self.client_rng.randrange(5 * TICK), self._next_operation, client)
@@ -188,9 +191,18 @@ class Simulation:
 
     # -- nodes and network ----------------------------------------------------------------------------------
 
+    def _paused(self, node: SimNode, action: Callable[..., None], *args: Any) -> bool:
+        """A paused process does nothing until it wakes: `action` waits for then (in order); True if it must."""
+        if node.paused_until <= self.now:
+            return False
+        self.at(node.paused_until - self.now, action, *args)
+        return True
+
     def _tick(self, node: SimNode, incarnation: int) -> None:
         if node.incarnation != incarnation:
             return  # the node crashed; its restart started a new tick chain
+        if self._paused(node, self._tick, node, incarnation):
+            return  # its timer fires once when it wakes, however long it slept
         node.tick()
         self.at(node.tick_period, self._tick, node, incarnation)
 
@@ -200,7 +212,7 @@ class Simulation:
 
     def _deliver(self, message: Message) -> None:
         node = self.nodes[message.dst]
-        if node.alive:
+        if node.alive and not self._paused(node, self._deliver, message):
             if self.trace:
                 self.log(f"deliver {_brief(message)}")
             node.receive(message)
@@ -214,6 +226,8 @@ class Simulation:
     def _sync(self, node: SimNode, incarnation: int, write: Callable[[], None], then: Callable[[], None]) -> None:
         if node.incarnation != incarnation:
             return  # crashed before the fsync completed: that write never reached the disk
+        if self._paused(node, self._sync, node, incarnation, write, then):
+            return
         node.sync(write, then)
 
     def crash_point(self, rd: Ready) -> str | None:
@@ -268,8 +282,9 @@ class Simulation:
             return
         rng = self.fault_rng
         action = rng.choices(
-            ["crash", "crash_leader", "partition", "isolate_leader", "bridge", "one_way", "transfer", "heal", "nothing", "wipe", "flip"],
-            weights=[2, 2, 2, 2, 2, 1, 2, 3, 1, self.faults.wipe_weight, self.faults.wipe_weight],
+            ["crash", "crash_leader", "partition", "isolate_leader", "bridge", "one_way", "transfer", "heal", "nothing",
+             "wipe", "flip", "pause"],
+            weights=[2, 2, 2, 2, 2, 1, 2, 3, 1, self.faults.wipe_weight, self.faults.wipe_weight, 2],
         )[0]
         alive = [n for n in self.nodes.values() if n.alive]
         can_crash = len(alive) > len(self.members) // 2  # the nemesis leaves a quorum up (sync crashes may not)
@@ -317,6 +332,10 @@ class Simulation:
             victim.crash()
             victim.wipe()
             self.at(restart, self._restart, victim)
+        elif action == "pause" and alive and (leader := self._leader() if rng.random() < 0.7 else rng.choice(alive)):
+            # A process that stops (GC, SIGSTOP, a VM migration) and wakes up believing what it believed.
+            leader.paused_until = self.now + TICK * rng.randint(5, 60)
+            self.log(f"pause n{leader.id} until {leader.paused_until}")
         elif action == "heal":
             self.network.heal()
             self.log("heal network")
@@ -328,6 +347,8 @@ class Simulation:
 
     def _end_faults(self) -> None:
         self.faulty = False
+        for node in self.nodes.values():
+            node.paused_until = min(node.paused_until, self.now)
         self.network.heal()
         self.network.faults = LinkFaults(max_delay=self.faults.link.max_delay)
         for node in self.nodes.values():
@@ -386,7 +407,7 @@ class Simulation:
 
     def _request(self, req: Request, target: int) -> None:
         node = self.nodes[target]
-        if node.alive:
+        if node.alive and not self._paused(node, self._request, req, target):
             if self.trace:
                 self.log(f"client {req.client.label} -> n{target} {req.input} (attempt {req.attempt})")
             node.request(req)

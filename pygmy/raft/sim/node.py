@@ -45,6 +45,7 @@ class SimNode:
         self.disk = NodeDisk(self._disk_rng())
         self.core: RaftCore | None = None
         self.tick_period = 10
+        self.paused_until = 0  # a paused process handles nothing before this time
         self.start()
 
     # -- life cycle --------------------------------------------------------------------------------------------
