@@ -26,8 +26,8 @@ than the loop gave ~1.3x the commits/s at 64 proposers when measured (`--write-o
 A non-leader does not forward: `propose` and `read` raise `NotLeader` naming the leader it knows, and the
 caller (a service's HTTP layer) redirects. A proposal whose index ends up holding another term's entry, or
 that is pending when this node stops being leader, fails with `ProposalDropped`: its outcome is unknown,
-so the caller retries with the same client session (`client`, `seq`; see `pygmy.raft.sessions`), which
-the group applies at most once.
+so the caller retries with the same client session (`session`, `seq`; see `pygmy.raft.sessions`),
+which the group applies at most once. A session is opened through the log (`register_session`).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ import msgspec
 
 from pygmy.raft.core import NotLeader, RaftConfig, RaftCore, Ready, Status
 from pygmy.raft.messages import AppendEntries, EntryKind, HardState, Message, Role, Snapshot
-from pygmy.raft.sessions import ClientId, SessionStateMachine, encode_command
+from pygmy.raft.sessions import SessionId, SessionStateMachine, decode_session, encode_command, encode_register
 from pygmy.raft.storage import RaftStorage
 from pygmy.raft.transport import Transport
 
@@ -188,28 +188,47 @@ class RaftGroup:
 
     # -- the API services use ------------------------------------------------------------------
 
-    async def propose(self, command: bytes, *, client: ClientId | None = None, seq: int = 0, ack: int = 0) -> bytes:
+    async def propose(self, command: bytes, *, session: SessionId = 0, seq: int = 0, ack: int = 0) -> bytes:
         """Replicate `command` and return what the state machine answered when applying it.
 
         Raises NotLeader (with the leader's id, if known) on a follower, ProposalDropped if the outcome is
         unknown (ProposalTimeout, a subclass, after `GroupOptions.propose_timeout`).
 
-        Exactly-once: give each command a `client` id and a `seq` (1, 2, ... per client) and, after
-        ProposalDropped or a timeout, propose it again with the same pair (at the new leader): it is
-        applied at most once and the retry gets the first result. `ack` tells the group that the client
-        has the results of every seq up to it, so they may be forgotten. Without `client`, a command is
-        applied every time it is committed.
+        At most once: open a `session` with `register_session`, number its commands `seq` 1, 2, ... and,
+        after ProposalDropped or a timeout, propose a command again with the same pair (at the new
+        leader): it is applied at most once and the retry gets the first result. `ack` tells the group
+        that the client has the results of every seq up to it, so they may be forgotten. The session
+        layer's refusals are raised as `pygmy.raft.sessions.SessionError`s: `SessionExpired` (register
+        again; the command's outcome is unknown), `DuplicateCommand`, `TooManyPending`. With seq 0, a
+        command is applied every time it is committed.
         """
-        return await self.submit(command, client=client, seq=seq, ack=ack)
+        return await self.submit(command, session=session, seq=seq, ack=ack)
 
-    def submit(
-        self, command: bytes, *, client: ClientId | None = None, seq: int = 0, ack: int = 0
-    ) -> asyncio.Future[bytes]:
+    def submit(self, command: bytes, *, session: SessionId = 0, seq: int = 0, ack: int = 0) -> asyncio.Future[bytes]:
         """`propose` without the coroutine: the future of the result (servers answer from its callback)."""
         self._check_leader()
         future: asyncio.Future[bytes] = self._running_loop().create_future()
-        envelope = encode_command(client if client is not None else 0, seq if client is not None else 0, command, ack)
+        envelope = encode_command(session, seq, command, ack)
         self._unproposed.append((envelope, future))
+        self._expire_after(future, self.options.propose_timeout, self._abandon_proposal)
+        self._schedule()
+        return future
+
+    async def register_session(self) -> SessionId:
+        """Open a client session through the log; its id is the index of the entry that registered it.
+
+        Raises as `propose` does; a retry after an unknown outcome may open a second session, which
+        simply expires unused.
+        """
+        return decode_session(await self.submit_registration())
+
+    def submit_registration(self) -> asyncio.Future[bytes]:
+        """`register_session` without the coroutine: the future of the encoded id (`decode_session`)."""
+        self._check_leader()
+        future: asyncio.Future[bytes] = self._running_loop().create_future()
+        # Alone in its entry, not gathered with other commands: the entry's index is the session's id.
+        index, term = self.core.propose(encode_batch([encode_register()]))
+        self._proposals[index] = (term, [future])
         self._expire_after(future, self.options.propose_timeout, self._abandon_proposal)
         self._schedule()
         return future
@@ -406,7 +425,7 @@ class RaftGroup:
         for entry in ready.committed:
             if entry.index <= self._applied:
                 continue
-            results = self._apply(entry.data) if entry.kind == EntryKind.COMMAND else []
+            results = self._apply(entry.index, entry.data) if entry.kind == EntryKind.COMMAND else []
             self._applied, self._applied_term = entry.index, entry.term
             self._settle_proposals(entry.index, entry.term, results)
         for read in ready.read_states:
@@ -415,11 +434,11 @@ class RaftGroup:
             _fail([future for _, future in self._reads.pop(ctx, [])], NotLeader(self.core.status().leader))
         self._serve_reads()
 
-    def _apply(self, data: bytes) -> list[bytes | Exception]:
+    def _apply(self, index: int, data: bytes) -> list[bytes | Exception]:
         results: list[bytes | Exception] = []
         for command in _decode_batch(data):
             try:
-                results.append(self._replicated.apply(command))
+                results.append(self._replicated.apply(index, command))
             except Exception as exc:
                 # Every replica raises the same for the same command: the caller gets the error, the
                 # log moves on. (Validating before proposing is the service's job.)

@@ -10,8 +10,8 @@ The secret may come from the environment (PYGMY_RAFT_SECRET) instead, to keep it
 The client port speaks the transport's framing (4-byte length + msgpack), pipelined. A request is
 `[id, op, payload]`, op one of:
 
-- "propose": payload is a command; "propose_once": payload `[client, seq, ack, command]`, applied at
-  most once per client and seq;
+- "propose": payload is a command; "register": opens a client session, answers its id (msgpack);
+  "propose_once": payload `[session, seq, ack, command]`, applied at most once per session and seq;
 - "read" (linearizable), "local_read" (this replica's state, possibly stale), "status";
 - "transfer": payload is the id of the member to hand leadership to.
 
@@ -96,10 +96,12 @@ class _ClientConnection:
     def request(self, request_id: int, op: str, payload: bytes) -> None:
         group = self.group
         try:
-            if op in ("propose", "propose_once", "read"):
-                if op == "propose_once":  # payload: [client, seq, ack, command]
-                    client, seq, ack, command = msgspec.msgpack.decode(payload)
-                    future = group.submit(command, client=client, seq=seq, ack=ack)
+            if op in ("propose", "propose_once", "read", "register"):
+                if op == "propose_once":  # payload: [session, seq, ack, command]
+                    session, seq, ack, command = msgspec.msgpack.decode(payload)
+                    future = group.submit(command, session=session, seq=seq, ack=ack)
+                elif op == "register":
+                    future = group.submit_registration()
                 else:
                     future = group.submit(payload) if op == "propose" else group.submit_read(payload)
                 timer = self.loop.call_later(REQUEST_TIMEOUT, future.cancel)
@@ -328,8 +330,12 @@ class LocalGroup:
         command twice; use `propose_once` where that matters."""
         return await self._at_leader("propose", command, timeout)
 
+    async def register_session(self, timeout: float = 20.0) -> int:
+        """Open a client session at whichever member leads; its id (a retry may leave an unused one behind)."""
+        return msgspec.msgpack.decode(await self._at_leader("register", b"", timeout))
+
     async def propose_once(self, session_command: bytes, timeout: float = 20.0) -> bytes:
-        """Propose `[client, seq, ack, command]` (msgpack), applied at most once per client and seq."""
+        """Propose `[session, seq, ack, command]` (msgpack), applied at most once per session and seq."""
         return await self._at_leader("propose_once", session_command, timeout)
 
     async def read(self, query: bytes, timeout: float = 20.0) -> bytes:

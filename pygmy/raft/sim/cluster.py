@@ -23,9 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pygmy.checker.linearizability import UNKNOWN, CheckResult, check
+from pygmy.checker.linearizability import CheckResult, check
 from pygmy.raft.core import RaftConfig
 from pygmy.raft.messages import Message, Role
+from pygmy.raft.sessions import DuplicateCommand, SessionError, SessionExpired, decode_session
 from pygmy.raft.sim.invariants import SafetyChecker, Violation
 from pygmy.raft.sim.network import LinkFaults, Network
 from pygmy.raft.sim.node import NOT_LEADER, OK, SimNode
@@ -44,7 +45,10 @@ class SimConfig:
     liveness_ticks: int = 150  # once faults stop, a new write must complete within this many ticks
     op_ticks: int = 60  # a client gives up on a read after this long (writes: see SimClient.retry_writes_until)
     check_timeout: float = 20.0  # seconds for the linearizability search before it gives up
-    sessions: bool = True  # False: retried writes may apply twice (shows what client sessions are for)
+    sessions: bool = True  # False: writes carry no session, so retried ones may apply twice (what sessions are for)
+    session_table: int = 10_000  # sessions a replica keeps; registering beyond expires the least recently active
+    session_idle_entries: int | None = None  # also expire sessions idle for more than this many log entries
+    client_restarts: float = 0.0  # chance, per operation, that the client dies during it and comes back sessionless
 
 
 @dataclass
@@ -62,6 +66,8 @@ class SimResult:
     workload: str = ""
     linearizable: bool | None = None
     recovery_ticks: float | None = None  # from the end of faults until the liveness write completed
+    expired: int = 0  # writes answered "session expired" (unknown outcome; the client registered again)
+    client_restarts: int = 0
 
 
 @dataclass(frozen=True)
@@ -127,16 +133,19 @@ class Simulation:
         self.clients = [
             SimClient(
                 c,
-                c,
                 random.Random(f"{seed}:client:{c}"),
                 self.workload,
                 config.op_ticks * TICK,
+                sessions=config.sessions,
                 retry_writes_until=self.client_end,  # the calm liveness phase settles every pending write
             )
             for c in range(1, config.clients + 1)
         ]
         self.probe: SimClient | None = None
         self._unique = itertools.count(1)
+        self.restart_rng = random.Random(f"{seed}:client-restarts")
+        self.expired = 0
+        self.client_restarts = 0
 
     # -- the event loop --------------------------------------------------------------------------------------
 
@@ -306,9 +315,15 @@ class Simulation:
             if not node.alive:
                 self._restart(node)
         self.log("faults stop: network healed, every node up")
-        self.probe = SimClient(0, 0, random.Random(f"{self.seed}:probe"), self.workload, self.config.liveness_ticks * TICK)
-        self._begin(self.probe, ("write", -1) if self.workload.name == "register" else ("add", 1000))
+        self.probe = SimClient(
+            0, random.Random(f"{self.seed}:probe"), self.workload, self.config.liveness_ticks * TICK, sessions=self.config.sessions
+        )
+        self._begin_probe()
         self.at(self.config.liveness_ticks * TICK, self._check_liveness)
+
+    def _begin_probe(self) -> None:
+        assert self.probe is not None
+        self._begin(self.probe, ("write", -1) if self.workload.name == "register" else ("add", 1000))
 
     def _check_liveness(self) -> None:
         assert self.probe is not None
@@ -322,6 +337,20 @@ class Simulation:
         if self.now >= self.client_end:
             return
         self._begin(client, self.workload.next_input(client.rng, next(self._unique)))
+        if self.faulty and self.restart_rng.random() < self.config.client_restarts:
+            self.at(self.restart_rng.randint(1, 20 * TICK), self._restart_client, client)
+
+    def _restart_client(self, client: SimClient) -> None:
+        """The client process dies (during this operation or a later one) and comes back without its session."""
+        self.client_restarts += 1
+        client.forget_session()
+        client.leader_guess = None
+        if client.current is None:  # between operations: the next one is scheduled already
+            self.log(f"client {client.label} restarts")
+            return
+        self.log(f"client {client.label} restarts during {client.current.input}")
+        client.abandon()  # it never learns the outcome; attempts already sent may still commit
+        self.at(client.rng.randint(1, 3 * TICK), self._next_operation, client)
 
     def _begin(self, client: SimClient, op_input: tuple[str, Any]) -> None:
         client.begin(op_input, self.now)
@@ -353,6 +382,9 @@ class Simulation:
         client = req.client
         if not client.is_current(req):
             return  # an answer to an earlier attempt of an operation that has completed
+        if outcome == OK and (req.registering or isinstance(value, SessionError)):
+            self._session_reply(req, value)
+            return
         if outcome == OK:
             output = decode_output(value) if req.input[0] == "read" else None
             client.finish(output, self.now)
@@ -364,6 +396,31 @@ class Simulation:
         if req.attempt == client.current.attempt:  # type: ignore[union-attr]
             self.at(client.rng.randint(1, TICK), self._attempt, client, req.op_no)
 
+    def _session_reply(self, req: Request, value: Any) -> None:
+        """A registration answered, or a write the session layer refused."""
+        client = req.client
+        if req.registering:
+            if isinstance(value, SessionError):  # each registration is proposed alone in its entry
+                raise Violation(f"client {client.label}: registration refused: {value}")
+            if client.session is None:  # else an answer to an earlier attempt: that session stays unused
+                client.registered(decode_session(value))
+                self.log(f"client {client.label} registered session {client.session}")
+                self._attempt(client, req.op_no)
+        elif isinstance(value, SessionExpired):
+            # An earlier attempt may have applied before the session expired: the outcome is unknown.
+            self.expired += 1
+            self.log(f"client {client.label}: session {req.session} expired during {req.input}")
+            client.forget_session()
+            client.abandon()
+            if client is self.probe:
+                self._begin_probe()
+            else:
+                self.at(client.rng.randint(1, 3 * TICK), self._next_operation, client)
+        elif isinstance(value, DuplicateCommand):
+            raise Violation(f"client {client.label}: its current write {req.input} was answered as a duplicate")
+        elif req.attempt == client.current.attempt:  # type: ignore[union-attr]  # TooManyPending: not applied, retry
+            self.at(client.rng.randint(1, TICK), self._attempt, client, req.op_no)
+
     def _attempt_timeout(self, client: SimClient, req: Request) -> None:
         if client.is_current(req) and req.attempt == client.current.attempt:  # type: ignore[union-attr]
             client.leader_guess = None
@@ -371,7 +428,7 @@ class Simulation:
 
     def _give_up(self, client: SimClient) -> None:
         self.log(f"client {client.label} gives up on {client.current.input}")  # type: ignore[union-attr]
-        client.finish(UNKNOWN, None)
+        client.abandon()
         if client is not self.probe:
             self.at(client.rng.randint(1, 3 * TICK), self._next_operation, client)
 
@@ -429,4 +486,5 @@ def run_seed(seed: int, config: SimConfig = SimConfig(), trace: Callable[[str], 
     result.terms, result.committed = len(sim.checker.leaders), len(sim.checker.committed)
     result.recovery_ticks = sim.recovery_ticks()
     result.operations, result.unknown = len(history), sum(op.ret is None for op in history)
+    result.expired, result.client_restarts = sim.expired, sim.client_restarts
     return result

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from pygmy.raft.core import NotLeader, RaftCore, Ready
 from pygmy.raft.messages import Entry, EntryKind, Message, Role, Snapshot
-from pygmy.raft.sessions import SessionStateMachine, encode_command
+from pygmy.raft.sessions import SessionError, SessionStateMachine
 from pygmy.raft.sim.disk import SimDisk
-from pygmy.raft.sim.workload import Request, encode_input
+from pygmy.raft.sim.workload import Request
 
 if TYPE_CHECKING:
     from pygmy.raft.sim.cluster import Simulation
@@ -53,8 +53,10 @@ class SimNode:
             entries=self.disk.entries,
             bugs=sim.bugs,
         )
-        # Without sessions (a table of size 0) every retry of a write is applied again.
-        self.sm = SessionStateMachine(self.machine(), max_clients=10_000 if sim.config.sessions else 0)
+        config = sim.config
+        self.sm = SessionStateMachine(
+            self.machine(), max_sessions=config.session_table, idle_entries=config.session_idle_entries
+        )
         if self.disk.snapshot.index:
             self.sm.restore(self.disk.snapshot.data)
         self.applied = self.disk.snapshot.index
@@ -93,8 +95,7 @@ class SimNode:
                 self.core.read_index(self._next_ctx)
                 self.reads[self._next_ctx] = req
             else:
-                data = encode_command(req.session, req.seq, encode_input(req.input), req.ack)
-                index, term = self.core.propose(data)
+                index, term = self.core.propose(req.envelope())
                 self.proposals[index] = (term, req)
         except NotLeader as exc:
             self.sim.reply(req, NOT_LEADER, exc.leader)
@@ -153,7 +154,10 @@ class SimNode:
             return
         self.sim.checker.on_apply(self, entry)
         self.applied = entry.index
-        result = self.sm.apply(entry.data) if entry.kind == EntryKind.COMMAND else None
+        try:
+            result = self.sm.apply(entry.index, entry.data) if entry.kind == EntryKind.COMMAND else None
+        except SessionError as refused:  # not applied: the client hears which refusal (e.g. expired)
+            result = refused
         proposed = self.proposals.pop(entry.index, None)
         if proposed is not None:
             term, req = proposed
