@@ -214,20 +214,20 @@ class RaftGroup:
         self._schedule()
         return future
 
-    async def register_session(self) -> SessionId:
+    async def register_session(self, key: bytes = b"") -> SessionId:
         """Open a client session through the log; its id is the index of the entry that registered it.
 
-        Raises as `propose` does; a retry after an unknown outcome may open a second session, which
-        simply expires unused.
+        Raises as `propose` does. Retry after an unknown outcome with the same `key` (chosen by the
+        client for this incarnation, e.g. 16 random bytes) to get the same session rather than a second.
         """
-        return decode_session(await self.submit_registration())
+        return decode_session(await self.submit_registration(key))
 
-    def submit_registration(self) -> asyncio.Future[bytes]:
+    def submit_registration(self, key: bytes = b"") -> asyncio.Future[bytes]:
         """`register_session` without the coroutine: the future of the encoded id (`decode_session`)."""
         self._check_leader()
         future: asyncio.Future[bytes] = self._running_loop().create_future()
         # Alone in its entry, not gathered with other commands: the entry's index is the session's id.
-        index, term = self.core.propose(encode_batch([encode_register()]))
+        index, term = self.core.propose(encode_batch([encode_register(key)]))
         self._proposals[index] = (term, [future])
         self._expire_after(future, self.options.propose_timeout, self._abandon_proposal)
         self._schedule()

@@ -10,7 +10,8 @@ The secret may come from the environment (PYGMY_RAFT_SECRET) instead, to keep it
 The client port speaks the transport's framing (4-byte length + msgpack), pipelined. A request is
 `[id, op, payload]`, op one of:
 
-- "propose": payload is a command; "register": opens a client session, answers its id (msgpack);
+- "propose": payload is a command; "register": payload a key, opens a client session (the same one
+  again for a retry with that key), answers its id (msgpack);
   "propose_once": payload `[session, seq, ack, command]`, applied at most once per session and seq;
 - "read" (linearizable), "local_read" (this replica's state, possibly stale), "status";
 - "transfer": payload is the id of the member to hand leadership to.
@@ -101,7 +102,7 @@ class _ClientConnection:
                     session, seq, ack, command = msgspec.msgpack.decode(payload)
                     future = group.submit(command, session=session, seq=seq, ack=ack)
                 elif op == "register":
-                    future = group.submit_registration()
+                    future = group.submit_registration(payload)
                 else:
                     future = group.submit(payload) if op == "propose" else group.submit_read(payload)
                 timer = self.loop.call_later(REQUEST_TIMEOUT, future.cancel)
@@ -332,7 +333,7 @@ class LocalGroup:
 
     async def register_session(self, timeout: float = 20.0) -> int:
         """Open a client session at whichever member leads; its id (a retry may leave an unused one behind)."""
-        return msgspec.msgpack.decode(await self._at_leader("register", b"", timeout))
+        return msgspec.msgpack.decode(await self._at_leader("register", os.urandom(16), timeout))
 
     async def propose_once(self, session_command: bytes, timeout: float = 20.0) -> bytes:
         """Propose `[session, seq, ack, command]` (msgpack), applied at most once per session and seq."""

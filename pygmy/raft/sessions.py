@@ -2,7 +2,9 @@
 
 Ongaro's thesis §6.3. A client first *registers* a session through the log (a `Register` command); the
 session's id is the log index of that registration, so every replica assigns the same id without talking
-to anyone. Each later command carries (session, seq, payload, ack): seq numbers the session's commands
+to anyone. A registration may carry a key the client chose for this incarnation (random bytes, say): a
+retried registration with the key of a live session gets that session back instead of opening another,
+so retries under a slow log do not fill the table with sessions nobody uses. Each later command carries (session, seq, payload, ack): seq numbers the session's commands
 1, 2, 3, ...; ack says the client has the results of every seq <= ack. `SessionStateMachine` wraps any
 state machine and, for each committed command, decides:
 
@@ -93,6 +95,8 @@ class CommandFailed(Exception):
 class Register(msgspec.Struct, frozen=True, array_like=True, tag=0):
     """Open a session; its id is the index of the log entry carrying this command."""
 
+    key: bytes = b""  # the client's key for this incarnation; b"": every registration opens a new session
+
 
 class SessionCommand(msgspec.Struct, frozen=True, array_like=True, tag=1):
     session: SessionId
@@ -109,6 +113,7 @@ class _Result(msgspec.Struct, frozen=True, array_like=True):
 class _Session(msgspec.Struct, array_like=True):
     id: SessionId
     last_active: int  # log index of the session's latest command (or of its registration)
+    key: bytes = b""
     ack: int = 0
     results: dict[int, _Result] = msgspec.field(default_factory=dict)  # seq -> result, in application order
 
@@ -125,9 +130,10 @@ _decode_snapshot = msgspec.msgpack.Decoder(_Snapshot).decode
 _decode_int = msgspec.msgpack.Decoder(int).decode
 
 
-def encode_register() -> bytes:
-    """The bytes to propose to open a session. It must travel alone in its log entry (its id is the index)."""
-    return _encode(Register())
+def encode_register(key: bytes = b"") -> bytes:
+    """The bytes to propose to open a session (`key`: see `Register`). It must travel alone in its log entry
+    (its id is the entry's index)."""
+    return _encode(Register(key))
 
 
 def encode_command(session: SessionId, seq: int, payload: bytes, ack: int = 0) -> bytes:
@@ -154,16 +160,22 @@ class SessionTable:
         self.max_pending = max_pending
         self.idle_entries = idle_entries
         self._sessions: OrderedDict[SessionId, _Session] = OrderedDict()
+        self._by_key: dict[bytes, SessionId] = {}
         self._last_registration = 0
 
-    def register(self, index: int) -> SessionId:
+    def register(self, index: int, key: bytes = b"") -> SessionId:
         self._expire_idle(index)
+        if key and (known := self._by_key.get(key)) is not None:
+            self._touch(self._sessions[known], index)  # a retried registration: the same session
+            return known
         if index <= self._last_registration:
             # Two registrations in one entry would share an id, i.e. two clients one session.
             raise SessionError(f"a second registration at log index {index}: a registration travels alone")
         while len(self._sessions) >= self.max_sessions:
-            self._sessions.popitem(last=False)
-        self._sessions[index] = _Session(index, index)
+            self._expire_least_recently_active()
+        self._sessions[index] = _Session(index, index, key)
+        if key:
+            self._by_key[key] = index
         self._last_registration = index
         return index
 
@@ -174,8 +186,7 @@ class SessionTable:
         session = self._sessions.get(command.session)
         if session is None:
             raise SessionExpired(command.session)
-        session.last_active = index
-        self._sessions.move_to_end(session.id)
+        self._touch(session, index)
         _forget_acknowledged(session, command.ack)
         if (result := session.results.get(command.seq)) is not None:
             if result.error is not None:
@@ -194,12 +205,20 @@ class SessionTable:
         session.results[command.seq] = _Result(output)
         return output
 
+    def _touch(self, session: _Session, index: int) -> None:
+        session.last_active = index
+        self._sessions.move_to_end(session.id)
+
     def _expire_idle(self, index: int) -> None:
         if self.idle_entries is None:
             return
         # Activity order is log order, so the idle sessions are at the front.
         while self._sessions and next(iter(self._sessions.values())).last_active < index - self.idle_entries:
-            self._sessions.popitem(last=False)
+            self._expire_least_recently_active()
+
+    def _expire_least_recently_active(self) -> None:
+        _, session = self._sessions.popitem(last=False)
+        self._by_key.pop(session.key, None)
 
     def __contains__(self, session: SessionId) -> bool:
         return session in self._sessions
@@ -217,6 +236,7 @@ class SessionTable:
 
     def load(self, sessions: list[_Session], last_registration: int) -> None:
         self._sessions = OrderedDict((session.id, session) for session in sessions)
+        self._by_key = {session.key: session.id for session in sessions if session.key}
         self._last_registration = last_registration
 
 
@@ -244,7 +264,7 @@ class SessionStateMachine:
         """Apply one committed command; raises a `SessionError` for one it refuses (nothing applied)."""
         command = decode_command(data)
         if isinstance(command, Register):
-            return _encode(self.sessions.register(index))
+            return _encode(self.sessions.register(index, command.key))
         return self.sessions.apply(index, command, self.inner)
 
     def query(self, query: bytes) -> bytes:

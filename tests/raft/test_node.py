@@ -101,6 +101,7 @@ async def test_sessions_registered_concurrently_get_distinct_ids_and_a_retry_app
     leader = await leader_of(groups)
     sessions = await asyncio.gather(*(leader.register_session() for _ in range(5)), leader.propose(b"set:a"))
     assert len(set(sessions[:5])) == 5  # each registration is its own log entry, so its own id
+    assert await leader.register_session(b"key") == await leader.register_session(b"key")  # a retry: same session
     session = sessions[0]
     assert await leader.propose(b"set:b", session=session, seq=1) == b"a"
     assert await leader.propose(b"set:b", session=session, seq=1) == b"a"  # the retry: first answer, no effect

@@ -52,9 +52,9 @@ class Log:
         self.sm = SessionStateMachine(self.counter, **table)  # type: ignore[arg-type]
         self.index = 0
 
-    def register(self) -> int:
+    def register(self, key: bytes = b"") -> int:
         self.index += 1
-        return decode_session(self.sm.apply(self.index, encode_register()))
+        return decode_session(self.sm.apply(self.index, encode_register(key)))
 
     def command(self, session: int, seq: int, payload: bytes = b"1", ack: int = 0) -> bytes:
         self.index += 1
@@ -68,6 +68,7 @@ class Log:
 def test_commands_round_trip_through_their_encoding() -> None:
     assert decode_command(encode_command(7, 3, b"payload", ack=2)) == SessionCommand(7, 3, b"payload", 2)
     assert decode_command(encode_register()) == Register()
+    assert decode_command(encode_register(b"k")) == Register(b"k")
 
 
 def test_a_session_id_is_the_log_index_of_its_registration() -> None:
@@ -84,6 +85,31 @@ def test_a_retried_command_is_applied_once_and_gets_the_first_result() -> None:
     first = log.command(s, 1, b"5")
     retry = log.command(s, 1, b"5")
     assert first == retry == b"5" and log.total == 5
+
+
+def test_a_retried_registration_with_its_key_gets_the_same_session_and_expires_nothing() -> None:
+    log = Log(max_sessions=2)
+    other = log.register()
+    first = log.register(b"client-7/1")
+    assert log.register(b"client-7/1") == first  # its retry committed too: no second session
+    assert log.sm.sessions.ids() == [other, first]
+    assert log.register(b"client-7/2") != first  # a new key (a restarted client) opens a new session
+
+
+def test_a_replica_restored_from_a_snapshot_knows_the_registration_keys() -> None:
+    leader = Log()
+    first = leader.register(b"k")
+    restored = Log()
+    restored.sm.restore(leader.sm.snapshot())
+    restored.index = leader.index
+    assert restored.register(b"k") == first
+
+
+def test_a_key_whose_session_expired_opens_a_new_session() -> None:
+    log = Log(max_sessions=1)
+    first = log.register(b"k")
+    log.register()  # expires first
+    assert log.register(b"k") not in (first, 0)
 
 
 def test_different_sessions_with_the_same_seq_are_different_commands() -> None:

@@ -89,11 +89,12 @@ class Request:
     seq: int
     ack: int
     registering: bool = False
+    key: bytes = b""  # of the registration: its retries get the same session
 
     def envelope(self) -> bytes:
         """What a node proposes for this write attempt."""
         if self.registering:
-            return encode_register()
+            return encode_register(self.key)
         return encode_command(self.session, self.seq, encode_input(self.input), self.ack)
 
 
@@ -128,6 +129,7 @@ class SimClient:
         # every unknown write multiplies the orders the linearizability checker must try.
         self.retry_writes_until = retry_writes_until
         self.session: SessionId | None = None if sessions else NO_SESSION  # None: to be registered
+        self.sessions_asked = 0  # numbers the registration keys: a new key for each new session
         self.seq = 0
         self.op_no = 0
         self.leader_guess: int | None = None
@@ -155,7 +157,8 @@ class SimClient:
         if current.input[0] == "read":
             return Request(self, self.op_no, current.attempt, current.input, NO_SESSION, 0, 0)
         if self.session is None:
-            return Request(self, self.op_no, current.attempt, current.input, NO_SESSION, 0, 0, registering=True)
+            key = f"{self.label}/{self.sessions_asked}".encode()
+            return Request(self, self.op_no, current.attempt, current.input, NO_SESSION, 0, 0, registering=True, key=key)
         # One operation at a time: every earlier write of this session has been answered.
         return Request(self, self.op_no, current.attempt, current.input, self.session, current.seq, max(current.seq - 1, 0))
 
@@ -168,6 +171,7 @@ class SimClient:
         """The session expired, or the client restarted: the next write registers a new one."""
         if self.sessions:
             self.session = None
+            self.sessions_asked += 1
 
     def finish(self, output: Any, now: int | None) -> None:
         """Record the operation; `now` None means the client gave up without learning the outcome."""
