@@ -4,8 +4,9 @@ Ongaro's thesis §6.3. A client first *registers* a session through the log (a `
 session's id is the log index of that registration, so every replica assigns the same id without talking
 to anyone. A registration may carry a key the client chose for this incarnation (random bytes, say): a
 retried registration with the key of a live session gets that session back instead of opening another,
-so retries under a slow log do not fill the table with sessions nobody uses. Each later command carries (session, seq, payload, ack): seq numbers the session's commands
-1, 2, 3, ...; ack says the client has the results of every seq <= ack. `SessionStateMachine` wraps any
+so retries under a slow log do not fill the table with sessions nobody uses. Each later command carries
+(session, seq, payload, ack): seq numbers the session's commands 1, 2, 3, ...; ack says the client has
+the results of every seq <= ack. `SessionStateMachine` wraps any
 state machine and, for each committed command, decides:
 
 - seq 0 (no session): applied every time it is committed (for internal commands only);
@@ -255,7 +256,12 @@ class SessionStateMachine:
     """
 
     def __init__(
-        self, inner: StateMachine, *, max_sessions: int = 10_000, max_pending: int = 128, idle_entries: int | None = None
+        self,
+        inner: StateMachine,
+        *,
+        max_sessions: int = 10_000,
+        max_pending: int = 128,
+        idle_entries: int | None = None,
     ) -> None:
         self.inner = inner
         self.sessions = SessionTable(max_sessions, max_pending, idle_entries)

@@ -256,7 +256,8 @@ def test_replicas_applying_the_same_log_take_the_same_decisions_and_produce_the_
         answers: list[bytes | str] = []
         for kind, session, seq in steps:
             try:
-                answers.append(log.register().to_bytes(4, "big") if kind == "r" else log.command(session, seq, ack=seq - 1))
+                registered = kind == "r"
+                answers.append(log.register().to_bytes(4, "big") if registered else log.command(session, seq, ack=seq - 1))
             except SessionError as refused:
                 answers.append(type(refused).__name__)
         return answers

@@ -79,7 +79,10 @@ def test_without_client_sessions_a_retried_write_applies_twice_and_the_history_i
 # clients leave a longer backlog of retries when faults stop, so these give the liveness write 300 ticks.
 SESSION_SCENARIOS = {
     # More clients than the table holds: registrations keep expiring live sessions.
-    "small-table": (SimConfig(nodes=3, clients=5, session_table=4, client_restarts=0.05, workload="counter", liveness_ticks=300), range(40)),
+    "small-table": (
+        SimConfig(nodes=3, clients=5, session_table=4, client_restarts=0.05, workload="counter", liveness_ticks=300),
+        range(40),
+    ),
     # Clients die mid-operation and come back with a new session; their old attempts may still commit.
     "client-restarts": (SimConfig(nodes=3, client_restarts=0.2, workload="counter"), range(60)),
     # Sessions idle for more than 6 log entries expire.

@@ -141,7 +141,14 @@ class Simulation:
             )
             for c in range(1, config.clients + 1)
         ]
-        self.probe: SimClient | None = None
+        # The liveness probe: its write after the faults measures recovery, so where an idle session survives the
+        # faults (no idle expiry, a table with room to spare) it opens its session at the start, as a long-lived
+        # client would have one; elsewhere (its idle session would be the first to expire) after the faults.
+        probe_rng = random.Random(f"{seed}:probe")
+        self.probe = SimClient(
+            0, probe_rng, self.workload, config.liveness_ticks * TICK, sessions=config.sessions, retry_writes_until=self.client_end
+        )
+        self._probe_write_waits = False
         self._unique = itertools.count(1)
         self.restart_rng = random.Random(f"{seed}:client-restarts")
         self.expired = 0
@@ -158,6 +165,10 @@ class Simulation:
             self.at(self.fault_rng.randrange(TICK), self._tick, node, node.incarnation)
         for client in self.clients:
             self.at(self.client_rng.randrange(5 * TICK), self._next_operation, client)
+        spare_room = self.config.session_table >= 2 * (self.config.clients + 1)
+        if self.config.sessions and self.config.session_idle_entries is None and spare_room:
+            self.probe.begin_registration(self.now)
+            self.at(self.client_rng.randrange(5 * TICK), self._attempt, self.probe, self.probe.op_no)
         self.at(self.fault_rng.randint(1, 2 * self.faults.nemesis_ticks) * TICK, self._nemesis)
         self.at(self.fault_end, self._end_faults)
         nodes = list(self.nodes.values())
@@ -173,7 +184,7 @@ class Simulation:
     def _finished(self) -> bool:
         if self.now < self.client_end:
             return False
-        return all(c.current is None for c in self.clients) and (self.probe is None or self.probe.current is None)
+        return all(c.current is None for c in self.clients) and self.probe.current is None and not self._probe_write_waits
 
     def log(self, text: str) -> None:
         if self.trace is not None:
@@ -315,18 +326,17 @@ class Simulation:
             if not node.alive:
                 self._restart(node)
         self.log("faults stop: network healed, every node up")
-        self.probe = SimClient(
-            0, random.Random(f"{self.seed}:probe"), self.workload, self.config.liveness_ticks * TICK, sessions=self.config.sessions
-        )
-        self._begin_probe()
+        if self.probe.current is None:
+            self._begin_probe()
+        else:  # still registering: the write follows
+            self._probe_write_waits = True
         self.at(self.config.liveness_ticks * TICK, self._check_liveness)
 
     def _begin_probe(self) -> None:
-        assert self.probe is not None
+        self._probe_write_waits = False
         self._begin(self.probe, ("write", -1) if self.workload.name == "register" else ("add", 1000))
 
     def _check_liveness(self) -> None:
-        assert self.probe is not None
         done = self.probe.history and self.probe.history[-1].ret is not None
         if not done:
             raise Violation(f"liveness: no write completed within {self.config.liveness_ticks} ticks after faults stopped")
@@ -405,7 +415,10 @@ class Simulation:
             if client.session is None:  # else an answer to an earlier attempt: that session stays unused
                 client.registered(decode_session(value))
                 self.log(f"client {client.label} registered session {client.session}")
-                self._attempt(client, req.op_no)
+                if client.current is not None:
+                    self._attempt(client, req.op_no)
+                elif client is self.probe and self._probe_write_waits:
+                    self._begin_probe()
         elif isinstance(value, SessionExpired):
             # An earlier attempt may have applied before the session expired: the outcome is unknown.
             self.expired += 1
@@ -429,6 +442,8 @@ class Simulation:
     def _give_up(self, client: SimClient) -> None:
         self.log(f"client {client.label} gives up on {client.current.input}")  # type: ignore[union-attr]
         client.abandon()
+        if client is self.probe:
+            self._probe_write_waits = False  # the run is over: nothing is left to wait for
         if client is not self.probe:
             self.at(client.rng.randint(1, 3 * TICK), self._next_operation, client)
 
@@ -436,13 +451,13 @@ class Simulation:
 
     def recovery_ticks(self) -> float | None:
         """How long after faults stopped the liveness write took to complete."""
-        if self.probe is None or not self.probe.history or self.probe.history[-1].ret is None:
+        if not self.probe.history or self.probe.history[-1].ret is None:
             return None
         return (self.probe.history[-1].ret - self.fault_end) / TICK
 
     def history(self) -> list[Any]:
         ops = [op for c in self.clients for op in c.history]
-        return ops + (self.probe.history if self.probe else [])
+        return ops + self.probe.history
 
     def check_history(self) -> CheckResult:
         return check(self.history(), self.workload.model, timeout=self.config.check_timeout)

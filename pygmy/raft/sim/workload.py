@@ -76,6 +76,9 @@ def decode_output(result: bytes) -> Any:
     return _decode(result)
 
 
+REGISTRATION: tuple[str, Any] = ("register", None)
+
+
 @dataclass
 class Request:
     """One attempt of a client operation, as a node receives it: a read, a write, or the registration of the
@@ -144,9 +147,13 @@ class SimClient:
         self.current = _Current(op_input, now, deadline)
         self._number_write()
 
+    def begin_registration(self, now: int) -> None:
+        """Open a session ahead of any write (an operation of its own, not in the history)."""
+        self.begin(REGISTRATION, now)
+
     def _number_write(self) -> None:
         current = self.current
-        if current is not None and current.input[0] != "read" and current.seq == 0 and self.session:
+        if current is not None and current.input[0] not in ("read", "register") and current.seq == 0 and self.session:
             self.seq += 1
             current.seq = self.seq
 
@@ -154,17 +161,19 @@ class SimClient:
         current = self.current
         assert current is not None
         current.attempt += 1
+        attempt = (self, self.op_no, current.attempt, current.input)
         if current.input[0] == "read":
-            return Request(self, self.op_no, current.attempt, current.input, NO_SESSION, 0, 0)
+            return Request(*attempt, NO_SESSION, 0, 0)
         if self.session is None:
-            key = f"{self.label}/{self.sessions_asked}".encode()
-            return Request(self, self.op_no, current.attempt, current.input, NO_SESSION, 0, 0, registering=True, key=key)
+            return Request(*attempt, NO_SESSION, 0, 0, registering=True, key=f"{self.label}/{self.sessions_asked}".encode())
         # One operation at a time: every earlier write of this session has been answered.
-        return Request(self, self.op_no, current.attempt, current.input, self.session, current.seq, max(current.seq - 1, 0))
+        return Request(*attempt, self.session, current.seq, max(current.seq - 1, 0))
 
     def registered(self, session: SessionId) -> None:
         """The session the current write waited for is open: number the write in it."""
         self.session, self.seq = session, 0
+        if self.current is not None and self.current.input == REGISTRATION:
+            self.current = None  # that was all it had to do
         self._number_write()
 
     def forget_session(self) -> None:
@@ -181,6 +190,9 @@ class SimClient:
 
     def abandon(self) -> None:
         """Record the current operation as of unknown outcome (given up, expired, or the client died)."""
+        if self.current is not None and self.current.input == REGISTRATION:
+            self.current = None  # a registration is no operation of the model: nothing to record
+            return
         self.finish(UNKNOWN, None)
 
     def is_current(self, request: Request) -> bool:
