@@ -27,7 +27,7 @@ sim: $(STAMP)
 	$(BIN)/pygmy sim --seeds 1000 --nodes 5
 
 bench: $(STAMP)
-	$(BIN)/python -m pygmy.raft.bench
+	$(BIN)/python -m benchmarks.raft_bench
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

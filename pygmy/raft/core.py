@@ -38,6 +38,8 @@ from pygmy.raft.messages import (
     RequestVoteResponse,
     Role,
     Snapshot,
+    TermProbe,
+    TermProbeResponse,
     TimeoutNow,
 )
 
@@ -127,6 +129,8 @@ class _Progress:
     snapshot_ticks: int = 0
     heartbeat_acked: int = 0  # highest heartbeat_seq echoed back in this term (ReadIndex)
     commit_sent: int = 0  # the follower was told it may commit up to here
+    # Counts toward quorums: known from its AppendEntries responses, which say whether it is catching up.
+    voter: bool = False
 
     def become_probe(self, next_index: int) -> None:
         self.state = _Replication.PROBE
@@ -170,12 +174,13 @@ class _PendingRead:
     seq: int = 0  # heartbeat round confirming leadership; 0 = not started (no entry of this term committed yet)
 
 
-# Planted mistakes for the simulator's self-test (see tests/raft/test_simulation.py).
-KNOWN_BUGS = frozenset({"commit_old_term_by_counting", "vote_before_persist", "apply_before_commit"})
-
-
 class RaftCore:
-    """One Raft node's protocol state. Deterministic: the same inputs (and rng seed) give the same outputs."""
+    """One Raft node's protocol state. Deterministic: the same inputs (and rng seed) give the same outputs.
+
+    A few safety decisions are small methods of their own (`_apply_limit`, `_may_commit_by_counting`,
+    `_grant_vote`, `_hard_state`) so that the simulator can plant known mistakes in a subclass
+    (`pygmy.raft.sim.bugs`) and show that it catches them; nothing here knows about those mistakes.
+    """
 
     def __init__(
         self,
@@ -188,32 +193,34 @@ class RaftCore:
         snapshot: Snapshot | None = None,
         entries: Sequence[Entry] = (),
         applied: int | None = None,
-        bugs: frozenset[str] = frozenset(),
     ) -> None:
         """Start (or restart) from what was persisted.
 
         `entries` must be contiguous and follow `snapshot`. `applied` is the index the state machine already
         reflects (default: the snapshot's index, i.e. the state machine was restored from the snapshot and
-        committed entries after it are handed out again for applying). `bugs` plants known mistakes (tests only).
+        committed entries after it are handed out again for applying).
         """
-        if unknown := set(bugs) - KNOWN_BUGS:
-            raise ValueError(f"unknown planted bugs: {sorted(unknown)}")
         self.id = node_id
         self.members = tuple(sorted(set(members)))
         self.peers = tuple(m for m in self.members if m != node_id)
         self.quorum = len(self.members) // 2 + 1
         self.config = config
         self.rng = rng
-        self.bugs = frozenset(bugs)
 
         self.log = RaftLog(snapshot, entries)
         self.term = hard_state.term
         self.vote = hard_state.vote
+        # A member that lost its disk and rejoined: no votes, no quorums, until its log reaches catch_up_to.
+        self.catching_up = hard_state.catching_up
+        self.catch_up_to = hard_state.catch_up_to
+        # Peers that told this catching-up member their term; a target is set only once a quorum has (see
+        # _on_term_probe_response). A target already set was set that way, so it needs no new round.
+        self._probe_replies: set[int] = set()
+        self._probed = not self.catching_up or self.catch_up_to > 0
         self.commit = min(max(hard_state.commit, self.log.snapshot.index), self.log.last_index())
         self.applied = self.log.snapshot.index if applied is None else applied
         self._applying_to = self.applied  # committed entries up to here were handed out to apply
-        self._handed_hard_state = hard_state
-        self._unpersisted_grant: HardState | None = None  # planted bug "vote_before_persist": what the disk keeps
+        self._handed_hard_state = hard_state  # what the last Ready asked the disk to hold
 
         self.role = Role.FOLLOWER
         self.leader: int | None = None
@@ -241,12 +248,17 @@ class RaftCore:
             self._tick_leader()
         else:
             self._election_elapsed += 1
-            if self._election_elapsed >= self._election_timeout and self.id in self.members:
+            if self.catching_up:
+                self._probe_terms()
+            elif self._election_elapsed >= self._election_timeout and self.id in self.members:
                 self._campaign(transfer=False)
 
     def step(self, message: Message) -> None:
         """Handle one message from a peer."""
         if message.dst != self.id or message.src not in self.peers:
+            return
+        if isinstance(message, TermProbe | TermProbeResponse):
+            self._on_term_probe(message)  # outside the term rules: a probe must not disturb anyone's term
             return
         if message.term > self.term:
             if not self._accept_higher_term(message):
@@ -335,7 +347,7 @@ class RaftCore:
             read_states=self._read_states,
             failed_reads=self._failed_reads,
         )
-        rd.must_sync = bool(entries or rd.snapshot or (previous.term, previous.vote) != (hard_state.term, hard_state.vote))
+        rd.must_sync = bool(entries or rd.snapshot or previous.promises() != hard_state.promises())
         self._handed_hard_state = hard_state
         self.log.handed_to = self.log.last_index()
         self._pending_snapshot = None
@@ -358,6 +370,10 @@ class RaftCore:
             self.log.mark_persisted(ready.entries[-1])
             if self.role is Role.LEADER:
                 self._maybe_commit()
+        if self.catching_up and (ready.entries or ready.snapshot):
+            # What this Ready made durable (not what arrived since, which is not on disk yet).
+            durable = ready.entries[-1].index if ready.entries else ready.snapshot.index  # type: ignore[union-attr]
+            self._finish_catching_up(min(durable, self.log.persisted_to))
 
     def status(self) -> Status:
         return Status(
@@ -376,13 +392,11 @@ class RaftCore:
         return self.log.term_at(index)
 
     def _hard_state(self) -> HardState:
-        if self._unpersisted_grant is not None:
-            return HardState(self._unpersisted_grant.term, self._unpersisted_grant.vote, self.commit)
-        return HardState(self.term, self.vote, self.commit)
+        """What the disk must hold before this node's messages go out: its term, vote and commit."""
+        return HardState(self.term, self.vote, self.commit, self.catching_up, self.catch_up_to)
 
     def _apply_limit(self) -> int:
-        if "apply_before_commit" in self.bugs:
-            return self.log.last_index()  # planted bug: hands out entries nobody has agreed on yet
+        """The highest index that may be handed out for applying: only what is committed."""
         return self.commit
 
     def _send(self, message: Message) -> None:
@@ -398,7 +412,6 @@ class RaftCore:
         if term != self.term:
             self.term = term
             self.vote = None
-            self._unpersisted_grant = None
 
     def _reset(self, term: int) -> None:
         self._set_term(term)
@@ -514,7 +527,11 @@ class RaftCore:
 
     def _on_request_vote(self, m: RequestVote) -> None:
         up_to_date = self.log.is_up_to_date(m.last_log_term, m.last_log_index)
-        if m.pre_vote:
+        if self.catching_up:
+            # It forgot the votes it gave before losing its disk, and the entries it acknowledged: a vote now
+            # could elect a second leader in a term it already voted in, or one that lacks a committed entry.
+            can_vote = False
+        elif m.pre_vote:
             can_vote = m.term > self.term
         else:
             can_vote = self.vote == m.src or (self.vote is None and self.leader is None)
@@ -522,13 +539,14 @@ class RaftCore:
             self._send(RequestVoteResponse(self.id, m.src, self.term, granted=False, pre_vote=m.pre_vote))
             return
         if not m.pre_vote:
-            if "vote_before_persist" in self.bugs:
-                # Planted bug: the grant leaves while the disk keeps the term and vote from before it.
-                self._unpersisted_grant = self._handed_hard_state
-            self.vote = m.src
-            self._election_elapsed = 0
+            self._grant_vote(m.src)
         # The grant sits in the same Ready as the hard state holding the vote, so it goes out only once durable.
         self._send(RequestVoteResponse(self.id, m.src, m.term, granted=True, pre_vote=m.pre_vote))
+
+    def _grant_vote(self, candidate: int) -> None:
+        """Vote for `candidate` in this term; the vote reaches the disk with the next Ready's hard state."""
+        self.vote = candidate
+        self._election_elapsed = 0
 
     def _on_request_vote_response(self, m: RequestVoteResponse) -> None:
         expected = Role.PRE_CANDIDATE if m.pre_vote else Role.CANDIDATE
@@ -540,7 +558,7 @@ class RaftCore:
         self._tally_votes()
 
     def _on_timeout_now(self, m: TimeoutNow) -> None:
-        if self.role is not Role.LEADER:
+        if self.role is not Role.LEADER and not self.catching_up:
             self._campaign(transfer=True)
 
     # -- replication: follower side ------------------------------------------------------------------------
@@ -553,6 +571,10 @@ class RaftCore:
 
     def _on_append_entries(self, m: AppendEntries) -> None:
         self._hear_from_leader(m.src)
+        if self.catching_up and self._probed and not self.catch_up_to:
+            # Every entry committed before this member lost its disk is in this leader's log (Leader
+            # Completeness), so at most at its last index: once the member holds that much, it holds them all.
+            self.catch_up_to = max(1, m.leader_last_index)
         prev, prev_term, entries = m.prev_log_index, m.prev_log_term, m.entries
         last_matched = m.prev_log_index + len(m.entries)
         if prev < self.log.snapshot.index:
@@ -568,7 +590,13 @@ class RaftCore:
         self._advance_commit(min(m.leader_commit, last_matched))
         self._send(
             AppendEntriesResponse(
-                self.id, m.src, self.term, success=True, match_index=last_matched, heartbeat_seq=m.heartbeat_seq
+                self.id,
+                m.src,
+                self.term,
+                success=True,
+                match_index=last_matched,
+                heartbeat_seq=m.heartbeat_seq,
+                catching_up=self.catching_up,
             )
         )
 
@@ -589,8 +617,47 @@ class RaftCore:
                 conflict_term=conflict_term,
                 heartbeat_seq=m.heartbeat_seq,
                 reject_index=prev,
+                catching_up=self.catching_up,
             )
         )
+
+    # -- rejoining after a lost disk ----------------------------------------------------------------------
+
+    def _probe_terms(self) -> None:
+        """Ask the peers that have not answered yet for their terms, every heartbeat interval."""
+        if self._probed or self._election_elapsed % max(1, self.config.heartbeat_ticks):
+            return
+        for peer in self.peers:
+            if peer not in self._probe_replies:
+                self._send(TermProbe(self.id, peer, self.term))
+
+    def _on_term_probe(self, m: TermProbe | TermProbeResponse) -> None:
+        if isinstance(m, TermProbe):
+            self._send(TermProbeResponse(self.id, m.src, self.term))
+            return
+        if not self.catching_up or self._probed:
+            return
+        if m.term > self.term:
+            elapsed = self._election_elapsed
+            self._become_follower(m.term, None)
+            self._election_elapsed = elapsed
+        self._probe_replies.add(m.src)
+        # A member may have voted, before it lost its disk, in a term only some peers know. Every election it
+        # voted in was won (if at all) by a quorum it belonged to, and any quorum of the *other* members meets
+        # that quorum minus it: so the highest term a quorum of peers reports is at least every term it voted
+        # in. From now on its term is at least that, so it can never vote or acknowledge in a term it forgot.
+        if len(self._probe_replies) >= self.quorum:
+            self._probed = True
+
+    def _finish_catching_up(self, durable: int) -> None:
+        """A member that lost its disk votes again once its durable log reaches what it was told to catch up to."""
+        if not self.catch_up_to or durable < self.catch_up_to or self.log.term_at(durable) is None:
+            return
+        self.catching_up, self.catch_up_to = False, 0
+        if self.vote is None and self.leader is not None:
+            # It may have voted in this term before losing its disk: standing with the leader it caught up
+            # with keeps it from granting a second vote in this term.
+            self.vote = self.leader
 
     def _advance_commit(self, index: int) -> None:
         # The commit index never decreases (PySyncObj #166).
@@ -621,7 +688,8 @@ class RaftCore:
                 self._transfer_target = None  # the target never took over: carry on leading
         if self._election_elapsed >= self.config.election_ticks:
             self._election_elapsed = 0
-            if self.config.check_quorum and len(self._recent_active) + 1 < self.quorum:
+            active = sum(1 for p in self._recent_active if self._counts_toward_quorum(p))
+            if self.config.check_quorum and active + 1 < self.quorum:
                 self._become_follower(self.term, None)  # cut off from a quorum: stop serving as leader
                 return
             self._recent_active = set()
@@ -652,7 +720,11 @@ class RaftCore:
         prev_term = self.log.term_at(pr.match)
         prev = pr.match if prev_term is not None else 0
         # Point at what the follower is known to hold: it then commits up to min(match, commit), no further.
-        self._send(AppendEntries(self.id, peer, self.term, prev, prev_term or 0, (), self.commit, self._heartbeat_seq))
+        self._send(
+            AppendEntries(
+                self.id, peer, self.term, prev, prev_term or 0, (), self.commit, self._heartbeat_seq, self.log.last_index()
+            )
+        )
         pr.commit_sent = max(pr.commit_sent, min(prev, self.commit))
 
     def _send_commit_news(self) -> None:
@@ -694,7 +766,11 @@ class RaftCore:
             entries = tuple(self.log.slice(pr.next, last))
             if pr.state is _Replication.REPLICATE and not entries:
                 return
-            self._send(AppendEntries(self.id, peer, self.term, prev, prev_term, entries, self.commit, self._heartbeat_seq))
+            self._send(
+                AppendEntries(
+                    self.id, peer, self.term, prev, prev_term, entries, self.commit, self._heartbeat_seq, self.log.last_index()
+                )
+            )
             pr.commit_sent = max(pr.commit_sent, min(last, self.commit))
             if pr.state is _Replication.PROBE:
                 pr.probe_sent = True  # one probe at a time until we know where the logs agree
@@ -712,6 +788,9 @@ class RaftCore:
         if self.role is not Role.LEADER:
             return
         pr = self._progress[m.src]
+        counted, pr.voter = pr.voter, not m.catching_up
+        if pr.voter and not counted and m.success:
+            self._maybe_commit()  # what it already holds counts from now on
         self._note_heartbeat_ack(pr, m.heartbeat_seq)
         if m.success:
             self._on_match(m.src, pr, m.match_index)
@@ -768,16 +847,29 @@ class RaftCore:
 
     def _maybe_commit(self) -> bool:
         """Commit the highest index a quorum holds, if it is of this term (Raft §5.4.2, PySyncObj #169)."""
-        matches = sorted([self.log.persisted_to, *(self._progress[p].match for p in self.peers)], reverse=True)
+        # A member catching up after losing its disk counts toward no quorum (it may lack what it acknowledged).
+        voters = [self._progress[p].match for p in self.peers if self._counts_toward_quorum(p)]
+        matches = sorted([self.log.persisted_to, *voters], reverse=True)
+        if len(matches) < self.quorum:
+            return False
         index = matches[self.quorum - 1]
         if index <= self.commit:
             return False
-        if self.log.term_at(index) != self.term and "commit_old_term_by_counting" not in self.bugs:
-            return False  # an older term's entry commits only under an entry of this term
+        if not self._may_commit_by_counting(index):
+            return False
         self.commit = index
         self._start_read_rounds()
         self._release_confirmed_reads()
         return True
+
+    def _counts_toward_quorum(self, peer: int) -> bool:
+        """Whether `peer`'s acknowledgements count: not while it catches up after losing its disk."""
+        return self._progress[peer].voter
+
+    def _may_commit_by_counting(self, index: int) -> bool:
+        """Whether a quorum holding `index` commits it: only for an entry of this term. An older term's entry
+        commits only under one of this term, or a later leader could overwrite it (Raft §5.4.2, Figure 8)."""
+        return self.log.term_at(index) == self.term
 
     # -- ReadIndex -----------------------------------------------------------------------------------------
 
@@ -803,7 +895,7 @@ class RaftCore:
         """Serve reads whose round a quorum acknowledged: we were still the leader when they arrived."""
         while self._pending_reads and self._pending_reads[0].seq:
             read = self._pending_reads[0]
-            acks = 1 + sum(1 for p in self.peers if self._progress[p].heartbeat_acked >= read.seq)
+            acks = 1 + sum(1 for p in self.peers if self._counts_toward_quorum(p) and self._progress[p].heartbeat_acked >= read.seq)
             if acks < self.quorum:
                 return
             self._pending_reads.pop(0)

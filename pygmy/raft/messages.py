@@ -26,11 +26,23 @@ class Entry(msgspec.Struct, frozen=True, array_like=True):
 
 
 class HardState(msgspec.Struct, frozen=True, array_like=True):
-    """What a node must have on disk before it answers anyone: its term and its vote in that term."""
+    """What a node must have on disk before it answers anyone: its term and its vote in that term.
+
+    `catching_up` marks a member that lost its disk and rejoined an existing cluster: it forgot its votes and
+    the entries it acknowledged, so it neither votes nor counts toward any quorum until its log reaches
+    `catch_up_to` (the leader's last index when it first heard from one; 0 until then). It is persisted so
+    that a crash while catching up does not end it.
+    """
 
     term: int = 0
     vote: int | None = None
     commit: int = 0
+    catching_up: bool = False
+    catch_up_to: int = 0
+
+    def promises(self) -> tuple[int, int | None, bool, int]:
+        """What must be fsynced before any message leaves: everything but the commit index (recomputable)."""
+        return (self.term, self.vote, self.catching_up, self.catch_up_to)
 
 
 class Snapshot(msgspec.Struct, frozen=True, array_like=True):
@@ -80,6 +92,8 @@ class AppendEntries(msgspec.Struct, frozen=True, tag=True, array_like=True):
     leader_commit: int
     # Echoed by the follower; lets the leader confirm leadership for ReadIndex requests.
     heartbeat_seq: int = 0
+    # The leader's last log index: a member catching up after losing its disk must reach it before it votes.
+    leader_last_index: int = 0
 
 
 class AppendEntriesResponse(msgspec.Struct, frozen=True, tag=True, array_like=True):
@@ -94,6 +108,8 @@ class AppendEntriesResponse(msgspec.Struct, frozen=True, tag=True, array_like=Tr
     heartbeat_seq: int = 0
     # On failure: the prev_log_index that was rejected, so the leader can tell a stale rejection from a fresh one.
     reject_index: int = 0
+    # The member is catching up after losing its disk: its acknowledgements count toward no quorum yet.
+    catching_up: bool = False
 
 
 class InstallSnapshot(msgspec.Struct, frozen=True, tag=True, array_like=True):
@@ -120,6 +136,20 @@ class TimeoutNow(msgspec.Struct, frozen=True, tag=True, array_like=True):
     term: int
 
 
+class TermProbe(msgspec.Struct, frozen=True, tag=True, array_like=True):
+    """From a member catching up after losing its disk: "what is your term?" Never changes the receiver's term."""
+
+    src: int
+    dst: int
+    term: int
+
+
+class TermProbeResponse(msgspec.Struct, frozen=True, tag=True, array_like=True):
+    src: int
+    dst: int
+    term: int  # the responder's current term
+
+
 Message = (
     RequestVote
     | RequestVoteResponse
@@ -128,4 +158,6 @@ Message = (
     | InstallSnapshot
     | InstallSnapshotResponse
     | TimeoutNow
+    | TermProbe
+    | TermProbeResponse
 )

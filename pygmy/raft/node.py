@@ -4,55 +4,49 @@
 offers services three calls: `propose` (a command, answered with the state machine's result once it is
 applied), `read` (a linearizable query via ReadIndex, without a log write) and `status`.
 
-Each Ready is handled in the order safety needs, with the two liberties etcd takes as well:
-
-    send the leader's AppendEntries -> apply committed entries, answer callers -> persist hard state,
-    snapshot and entries (one fsync, in a disk thread) -> send the other messages -> advance
-
-A leader's AppendEntries leave before its own fsync, so that the followers' writes overlap the leader's
-(Ongaro's thesis 10.2.1; safe because the core counts the leader's own entries only once advance() says
-they are durable), except when the Ready changes term or vote. Committed entries are already on a
-quorum's disks, so they are applied while this node writes its new ones. Votes and acknowledgements
-leave only after the write. While the disk thread writes, the loop keeps receiving, answering and
-gathering proposals; the next Ready waits for the write to finish.
+The order in which a Ready is persisted, sent and applied is `pygmy.raft.driver.ReadyDriver`'s, the same
+code the simulator runs: the leader's AppendEntries leave before its own fsync, committed entries that are
+durable here are applied while the write runs, votes and acknowledgements leave only after it. The write
+that fsyncs runs in a disk thread, so the loop keeps receiving, answering and gathering proposals; the
+next Ready waits for it.
 
 Passes are scheduled with `call_soon`, so every proposal and message that arrives in the same loop
 iteration (and everything that came in while the previous write ran) lands in one Ready and shares one
 fsync: group commit without a timer. The commands proposed meanwhile also travel as one log entry
 (`encode_batch`): one AppendEntries and one acknowledgement per follower for the whole group, instead
 of one per command, which is what makes the leader cheap per command. Writing on the disk thread rather
-than the loop gave ~1.3x the commits/s at 64 proposers when measured (`--write-on-loop` to compare).
+than the loop gave ~1.3x the commits/s at 64 proposers when measured (`write_in_thread=False` to compare).
 
 A non-leader does not forward: `propose` and `read` raise `NotLeader` naming the leader it knows, and the
 caller (a service's HTTP layer) redirects. A proposal whose index ends up holding another term's entry, or
 that is pending when this node stops being leader, fails with `ProposalDropped`: its outcome is unknown,
-so the caller retries with the same client session (`session`, `seq`; see `pygmy.raft.sessions`),
-which the group applies at most once. A session is opened through the log (`register_session`).
+so the caller retries with the same client session (`session`, `seq`; see `pygmy.raft.sessions`), which
+the group applies at most once; a session is opened through the log (`register_session`). Any failure
+the replica cannot safely continue from (a failed write, an undeclared error while applying) stops it
+(`GroupFailed`): fail-stop, never a silent divergence.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import itertools
 import logging
 import random
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Protocol
 
-import msgspec
-
 from pygmy.raft.core import NotLeader, RaftConfig, RaftCore, Ready, Status
-from pygmy.raft.messages import AppendEntries, EntryKind, HardState, Message, Role, Snapshot
+from pygmy.raft.driver import CommandRejected, ReadyDriver, encode_batch
+from pygmy.raft.messages import Entry, Message, Role, Snapshot
 from pygmy.raft.sessions import SessionId, SessionStateMachine, decode_session, encode_command, encode_register
 from pygmy.raft.storage import RaftStorage
 from pygmy.raft.transport import Transport
 
 __all__ = [
+    "CommandRejected",
     "GroupFailed",
     "GroupOptions",
     "NotLeader",
@@ -79,14 +73,6 @@ class StateMachine(Protocol):
 
 
 MAX_COMMANDS_PER_ENTRY = 1024
-
-_encode = msgspec.msgpack.Encoder().encode
-_decode_batch = msgspec.msgpack.Decoder(list[bytes]).decode
-
-
-def encode_batch(commands: list[bytes]) -> bytes:
-    """The data of a COMMAND entry: the commands proposed together, applied in this order."""
-    return _encode(commands)
 
 
 class ProposalDropped(Exception):
@@ -152,22 +138,28 @@ class RaftGroup:
             entries=persisted.entries,
         )
         self.transport = Transport(node_id, peers[node_id], peers, secret, self._deliver)
-        self._applied = persisted.snapshot.index
-        self._applied_term = persisted.snapshot.term
-        self._snapshot_index = persisted.snapshot.index
+        # Writes that fsync run in this thread, so the loop keeps answering and receiving meanwhile.
+        self._disk = ThreadPoolExecutor(1, thread_name_prefix=f"raft-disk-{node_id}") if options.write_in_thread else None
+        self.driver = ReadyDriver(
+            self.core,
+            self.storage,
+            self._replicated,
+            self._send,
+            self,
+            run_write=self._in_disk_thread if self._disk is not None else None,
+            snapshot_every=options.snapshot_every,
+            applied=persisted.snapshot.index,
+            applied_term=persisted.snapshot.term,
+        )
         self._unproposed: list[tuple[bytes, asyncio.Future[bytes]]] = []  # until the next pass
         self._proposals: dict[int, tuple[int, list[asyncio.Future[bytes]]]] = {}  # index -> (term, callers)
         self._unread: list[tuple[bytes, asyncio.Future[bytes]]] = []  # until the next pass
         self._reads: dict[int, list[tuple[bytes, asyncio.Future[bytes]]]] = {}  # ctx -> (query, caller)s
-        self._ready_reads: list[tuple[int, int]] = []  # (index, ctx) sorted: confirmed, waiting to be applied
         self._read_ids = itertools.count(1)
         self._scheduled = False
         self._ticker: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.failure: Exception | None = None  # set when this replica stopped itself (fail-stop)
-        # Writes that fsync run in this thread, so the loop keeps answering and receiving meanwhile.
-        self._disk = ThreadPoolExecutor(1, thread_name_prefix=f"raft-disk-{node_id}") if options.write_in_thread else None
-        self._writing = False  # a Ready's write is in the disk thread; the next ready() waits for it
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -198,9 +190,9 @@ class RaftGroup:
         after ProposalDropped or a timeout, propose a command again with the same pair (at the new
         leader): it is applied at most once and the retry gets the first result. `ack` tells the group
         that the client has the results of every seq up to it, so they may be forgotten. The session
-        layer's refusals are raised as `pygmy.raft.sessions.SessionError`s: `SessionExpired` (register
-        again; the command's outcome is unknown), `DuplicateCommand`, `TooManyPending`. With seq 0, a
-        command is applied every time it is committed.
+        layer's refusals are raised as `pygmy.raft.sessions.SessionError`s (`CommandRejected`s):
+        `SessionExpired` (register again; the command's outcome is unknown), `DuplicateCommand`,
+        `TooManyPending`. With seq 0, a command is applied every time it is committed.
         """
         return await self.submit(command, session=session, seq=seq, ack=ack)
 
@@ -281,8 +273,7 @@ class RaftGroup:
             self._reads[ctx] = [(q, f) for q, f in reads if f is not future]
             if all(f.done() for _, f in self._reads[ctx]):  # nobody waits for this round any more
                 del self._reads[ctx]
-                self.core.cancel_read(ctx)
-                self._ready_reads = [(index, c) for index, c in self._ready_reads if c != ctx]
+                self.driver.forget_read(ctx)
         future.set_exception(ReadTimeout(f"read not confirmed within {self.options.read_timeout} s"))
 
     def _abandon_proposal(self, future: asyncio.Future[bytes]) -> None:
@@ -330,50 +321,21 @@ class RaftGroup:
 
     def _process(self) -> None:
         self._scheduled = False
-        if self.failure is not None or self._writing:
-            return  # after the write in flight, _written() runs the next pass
+        if self.failure is not None or self.driver.writing:
+            return  # after the write in flight, the driver's next pass runs from _written
         try:
             self._propose_gathered()
-            while self.core.has_ready():
-                ready = self.core.ready()
-                if self._start(ready):
-                    return
-                self.core.advance(ready)
-            self._after_ready()
+            self.driver.pump()
+            self._after_pump()
         except Exception as exc:
             self._stop(exc)
 
-    def _start(self, ready: Ready) -> bool:
-        """Handle `ready` up to its disk write; True if that write now runs in the disk thread."""
-        # A leader's AppendEntries may leave before its own fsync (Ongaro's thesis, 10.2.1): the core
-        # counts the leader towards a commit only once advance() says its entries are durable. Not when
-        # this Ready changes term or vote: nothing of a new term leaves before the term is on disk.
-        early = [m for m in ready.messages if isinstance(m, AppendEntries)]
-        if _changes_vote(ready.hard_state, self.storage.hard_state):
-            early = []
-        self._send(early)
-        # Committed entries are on a quorum's disks already, so they may be applied (and their callers
-        # answered) while this node writes the new ones, as etcd does.
-        self._apply_ready(ready)
-        if self._disk is None or not self.storage.will_sync(ready.hard_state, ready.entries, ready.snapshot):
-            self.storage.save(ready.hard_state, ready.entries, ready.snapshot)
-            self._send(_unsent(ready.messages, early))
-            return False
-        def written() -> None:
-            self._send(_unsent(ready.messages, early))  # votes and acknowledgements: only now
-            self.core.advance(ready)
-
-        self._in_disk_thread(partial(self.storage.save, ready.hard_state, ready.entries, ready.snapshot), written)
-        return True
-
     def _in_disk_thread(self, write: Callable[[], None], then: Callable[[], None]) -> None:
-        """Run `write` in the disk thread, then `then` and the next pass on the loop; no pass meanwhile."""
-        self._writing = True
+        """The driver's write runner: `write` in the disk thread, then `then` and the next pass on the loop."""
         future = self._running_loop().run_in_executor(self._disk, write)
         future.add_done_callback(lambda done: self._written(done, then))
 
     def _written(self, write: asyncio.Future[None], then: Callable[[], None]) -> None:
-        self._writing = False
         if self.failure is not None:
             return
         try:
@@ -390,8 +352,9 @@ class RaftGroup:
         self.transport.flush()
 
     def _stop(self, exc: Exception) -> None:
-        # Fail-stop: after a failed write (disk full, I/O error) the core and the disk may disagree,
-        # and a replica that carries on could break safety. Stop taking part; a restart recovers.
+        # Fail-stop: after a failed write (disk full, I/O error) or an undeclared error while applying, the
+        # core, the disk and the state machine may disagree, and a replica that carries on could break
+        # safety or diverge. Stop taking part; a restart recovers from what is durable.
         log.critical("raft node %s stopped: %r", self.node_id, exc)
         self.failure = exc
         if self._ticker is not None:
@@ -419,46 +382,21 @@ class RaftGroup:
                 return
             self._reads[ctx] = reads
 
-    def _apply_ready(self, ready: Ready) -> None:
-        if ready.snapshot is not None:
-            self._restore(ready.snapshot)
-        for entry in ready.committed:
-            if entry.index <= self._applied:
-                continue
-            results = self._apply(entry.index, entry.data) if entry.kind == EntryKind.COMMAND else []
-            self._applied, self._applied_term = entry.index, entry.term
-            self._settle_proposals(entry.index, entry.term, results)
-        for read in ready.read_states:
-            bisect.insort(self._ready_reads, (read.index, read.ctx))
-        for ctx in ready.failed_reads:
-            _fail([future for _, future in self._reads.pop(ctx, [])], NotLeader(self.core.status().leader))
-        self._serve_reads()
+    # -- what the driver tells this replica (its DriverListener) ----------------------------------
 
-    def _apply(self, index: int, data: bytes) -> list[bytes | Exception]:
-        results: list[bytes | Exception] = []
-        for command in _decode_batch(data):
-            try:
-                results.append(self._replicated.apply(index, command))
-            except Exception as exc:
-                # Every replica raises the same for the same command: the caller gets the error, the
-                # log moves on. (Validating before proposing is the service's job.)
-                results.append(exc)
-        return results
+    def checkpoint(self, step: str, ready: Ready) -> None:
+        pass  # only the simulator crashes a node between steps
 
-    def _restore(self, snapshot: Snapshot) -> None:
-        self._replicated.restore(snapshot.data)
-        self._applied, self._applied_term = snapshot.index, snapshot.term
-        self._snapshot_index = snapshot.index
-        for index in [i for i in self._proposals if i <= snapshot.index]:
-            _fail(self._proposals.pop(index)[1], ProposalDropped(f"entry {index} was replaced by a snapshot"))
+    def on_persisted(self, ready: Ready) -> None:
+        pass
 
-    def _settle_proposals(self, index: int, term: int, results: list[bytes | Exception]) -> None:
-        pending = self._proposals.pop(index, None)
+    def on_applied(self, entry: Entry, results: list[bytes | Exception]) -> None:
+        pending = self._proposals.pop(entry.index, None)
         if pending is None:
             return
         proposed_term, futures = pending
-        if proposed_term != term:
-            _fail(futures, ProposalDropped(f"entry {index} of term {proposed_term} lost to term {term}"))
+        if proposed_term != entry.term:
+            _fail(futures, ProposalDropped(f"entry {entry.index} of term {proposed_term} lost to term {entry.term}"))
             return
         for future, result in zip(futures, results):
             if future.done():
@@ -468,37 +406,28 @@ class RaftGroup:
             else:
                 future.set_result(result)
 
-    def _serve_reads(self) -> None:
-        served = 0
-        for index, ctx in self._ready_reads:
-            if index > self._applied:
-                break
-            served += 1
-            for query, future in self._reads.pop(ctx, []):
-                if future.done():
-                    continue
-                try:
-                    future.set_result(self.state_machine.query(query))
-                except Exception as exc:  # a bad query is the caller's problem, not the replica's
-                    future.set_exception(exc)
-        del self._ready_reads[:served]
+    def on_snapshot(self, snapshot: Snapshot) -> None:
+        for index in [i for i in self._proposals if i <= snapshot.index]:
+            _fail(self._proposals.pop(index)[1], ProposalDropped(f"entry {index} was replaced by a snapshot"))
 
-    def _after_ready(self) -> None:
+    def on_read_ready(self, ctx: int) -> None:
+        for query, future in self._reads.pop(ctx, []):
+            if future.done():
+                continue
+            try:
+                future.set_result(self.state_machine.query(query))
+            except Exception as exc:  # a bad query is the caller's problem, not the replica's
+                future.set_exception(exc)
+
+    def on_reads_failed(self, ctxs: list[int]) -> None:
+        leader = self.core.status().leader
+        for ctx in ctxs:
+            _fail([future for _, future in self._reads.pop(ctx, [])], NotLeader(leader))
+
+    def _after_pump(self) -> None:
         if self._proposals and self.core.status().role != Role.LEADER:
             # Entries this node proposed may still commit under the new leader, or not: unknown.
             self._fail_pending(ProposalDropped("leadership lost before the entry committed"), None)
-        if self._applied - self._snapshot_index >= self.options.snapshot_every:
-            self._take_snapshot()
-
-    def _take_snapshot(self) -> None:
-        snapshot = Snapshot(index=self._applied, term=self._applied_term, data=self._replicated.snapshot())
-        self._snapshot_index = snapshot.index
-        if self._disk is None:
-            self.storage.compact(snapshot)
-            self.core.compact(snapshot)
-        else:
-            # Writing the snapshot and rewriting the WAL takes several fsyncs: not on the loop.
-            self._in_disk_thread(partial(self.storage.compact, snapshot), partial(self.core.compact, snapshot))
 
     def _fail_pending(self, proposal_error: Exception, read_error: Exception | None) -> None:
         for _, futures in self._proposals.values():
@@ -512,18 +441,6 @@ class RaftGroup:
             _fail([future for _, future in self._unread], read_error)
             self._reads.clear()
             self._unread.clear()
-            self._ready_reads.clear()
-
-
-def _unsent(messages: list[Message], sent: list[Message]) -> list[Message]:
-    if not sent:
-        return messages
-    ids = {id(m) for m in sent}
-    return [m for m in messages if id(m) not in ids]
-
-
-def _changes_vote(new: HardState | None, durable: HardState) -> bool:
-    return new is not None and (new.term, new.vote) != (durable.term, durable.vote)
 
 
 def _fail(futures: list[asyncio.Future[bytes]], error: Exception) -> None:

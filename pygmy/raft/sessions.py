@@ -12,8 +12,8 @@ state machine and, for each committed command, decides:
 - seq 0 (no session): applied every time it is committed (for internal commands only);
 - unknown or expired session: `SessionExpired`, not applied. The client must register again; whether an
   earlier attempt of that command took effect is unknown to it, which is the honest answer;
-- seq already applied: the result of the first application (or `CommandFailed` if that raised), no
-  second effect;
+- seq already applied: the result of the first application (or `CommandFailed` if the state machine
+  refused it then), no second effect;
 - seq <= ack whose result was dropped: `DuplicateCommand`, not applied (the client said it has the
   answer, so only a stale retry can ask);
 - more than `max_pending` results of the session not acknowledged: `TooManyPending`, not applied (retry
@@ -31,7 +31,8 @@ that matters.
 
 The whole table is part of the snapshot, encoded deterministically (sessions in activity order, each one's
 results in application order), otherwise a replica restored from a snapshot would apply a retry again.
-Pure: no clock, no randomness, no I/O.
+Every refusal is a `CommandRejected` (declared, the same on every replica): the runtime hands it to the
+caller and the log moves on. Pure: no clock, no randomness, no I/O.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from collections import OrderedDict
 from typing import Protocol
 
 import msgspec
+
+from pygmy.raft.driver import CommandRejected
 
 SessionId = int  # the log index of the session's registration; 0 = no session
 NO_SESSION: SessionId = 0
@@ -55,7 +58,7 @@ class StateMachine(Protocol):
     def restore(self, data: bytes) -> None: ...
 
 
-class SessionError(Exception):
+class SessionError(CommandRejected):
     """The session layer's declared answer to a command it did not apply. Every replica answers the same."""
 
 
@@ -84,9 +87,9 @@ class TooManyPending(SessionError):
         self.session, self.seq, self.limit = session, seq, limit
 
 
-class CommandFailed(Exception):
-    """A retry of a command whose first application raised: it is not applied again; `error` names the
-    first failure (the first caller got the original exception)."""
+class CommandFailed(CommandRejected):
+    """A retry of a command the state machine refused when it was first applied: not applied again; `error`
+    names the first refusal (the first caller got the original exception)."""
 
     def __init__(self, session: SessionId, seq: int, error: str) -> None:
         super().__init__(f"command {seq} of session {session} failed when first applied: {error}")
@@ -108,7 +111,7 @@ class SessionCommand(msgspec.Struct, frozen=True, array_like=True, tag=1):
 
 class _Result(msgspec.Struct, frozen=True, array_like=True):
     output: bytes = b""
-    error: str | None = None  # the first application raised this (type and message)
+    error: str | None = None  # the first application was refused with this (type and message)
 
 
 class _Session(msgspec.Struct, array_like=True):
@@ -199,8 +202,9 @@ class SessionTable:
             raise TooManyPending(session.id, command.seq, self.max_pending)
         try:
             output = machine.apply(command.payload)
-        except Exception as exc:
-            # Applied, and it failed: a retry must hear the same, not be applied again to a changed state.
+        except CommandRejected as exc:
+            # Applied, and refused: a retry must hear the same, not be applied again to a changed state.
+            # (Any other exception is no answer: the runtime stops the replica.)
             session.results[command.seq] = _Result(error=f"{type(exc).__name__}: {exc}")
             raise
         session.results[command.seq] = _Result(output)

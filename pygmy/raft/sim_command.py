@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from pygmy.raft.core import KNOWN_BUGS
 from pygmy.raft.sim import SimConfig, SimResult, run_seed
+from pygmy.raft.sim.bugs import KNOWN_BUGS, planted_bugs
 
 _DEFAULT_TICKS = SimConfig().ticks
 
@@ -32,9 +32,10 @@ def sim(
 ) -> None:
     """Run the Raft simulation: faults, crashes and partitions, checked for safety, liveness and linearizability."""
     console = Console()
-    bugs = frozenset(bug or ())
-    if unknown := bugs - KNOWN_BUGS:
-        raise typer.BadParameter(f"unknown bug(s) {sorted(unknown)}; known: {sorted(KNOWN_BUGS)}")
+    try:
+        bugs = planted_bugs(bug or ())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     config = SimConfig(nodes=nodes, ticks=steps, bugs=bugs)
     if replay is not None:
         _replay(console, replay, config, trace)

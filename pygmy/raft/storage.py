@@ -17,7 +17,7 @@ Everything lives in one directory:
 Why a file and not SQLite: measured on the target machine (quiet disk), a save of 1 entry costs 136 µs
 and of 64 entries 185 µs (one fdatasync each), against 189 and 296 µs for SQLite in WAL mode with
 synchronous=FULL; without fsync a save costs 3-35 µs, so the disk sets the price and batching is what
-pays. Figures in docs/raft-benchmark.md, reproduced by `python -m pygmy.raft.bench --micro`. (Writing
+pays. Figures in docs/raft-benchmark.md, reproduced by `python -m benchmarks.raft_bench --micro`. (Writing
 into a preallocated file cut the median fdatasync by roughly a third in a quick test, not its tail;
 not done.)
 """

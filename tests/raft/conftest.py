@@ -9,12 +9,16 @@ import pytest
 
 from pygmy.raft.core import RaftConfig, RaftCore, Ready, ReadState
 from pygmy.raft.messages import Entry, HardState, Message, Role, Snapshot
+from pygmy.raft.sim.bugs import planted_core
 
 CONFIG = RaftConfig(election_ticks=10, heartbeat_ticks=1, pre_vote=True, check_quorum=True)
 
 
-def make_core(node_id: int, members: Iterable[int] = (1, 2, 3), config: RaftConfig = CONFIG, **kwargs) -> RaftCore:
-    return RaftCore(node_id, list(members), config, random.Random(node_id), **kwargs)
+def make_core(
+    node_id: int, members: Iterable[int] = (1, 2, 3), config: RaftConfig = CONFIG, bugs: Iterable[str] = (), **kwargs
+) -> RaftCore:
+    """The shipped RaftCore; with `bugs`, the simulator's core with those known mistakes planted."""
+    return planted_core(node_id, list(members), config, random.Random(node_id), bugs=bugs, **kwargs)
 
 
 def drain(core: RaftCore) -> Ready:

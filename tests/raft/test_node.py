@@ -12,20 +12,30 @@ import pytest
 
 from pygmy.raft.core import NotLeader, RaftConfig
 from pygmy.raft.messages import Role
-from pygmy.raft.node import GroupFailed, GroupOptions, ProposalTimeout, RaftGroup, ReadTimeout
-from pygmy.raft.server import free_port
+from pygmy.raft.node import CommandRejected, GroupFailed, GroupOptions, ProposalTimeout, RaftGroup, ReadTimeout
 from pygmy.raft.sessions import SessionExpired
+from support.cluster import free_ports
+
+
+class Refused(CommandRejected):
+    pass
 
 
 class Register:
-    """Commands: b"set:<value>" answers the old value; b"boom" raises. Queries answer the value."""
+    """Commands: b"set:<value>" answers the old value; b"boom" is refused. Queries answer the value.
+
+    `disk_error` makes every apply fail as a broken disk would (an undeclared error).
+    """
 
     def __init__(self) -> None:
         self.value = b""
+        self.disk_error = False
 
     def apply(self, command: bytes) -> bytes:
+        if self.disk_error:
+            raise OSError(5, "Input/output error")
         if command == b"boom":
-            raise ValueError("the state machine refuses this command")
+            raise Refused("the state machine refuses this command")
         old, self.value = self.value, command.removeprefix(b"set:")
         return old
 
@@ -44,7 +54,7 @@ class Register:
 @pytest.fixture
 async def groups(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[dict[int, RaftGroup]]:
     options: GroupOptions = getattr(request, "param", GroupOptions(snapshot_every=5))
-    peers = {i: ("127.0.0.1", free_port()) for i in (1, 2, 3)}
+    peers = {i: ("127.0.0.1", port) for i, port in zip((1, 2, 3), free_ports(3))}
     members = {
         i: RaftGroup(i, peers, tmp_path / str(i), "in-process-secret", Register(), replace(options, seed=i))
         for i in peers
@@ -89,7 +99,7 @@ async def test_a_command_the_state_machine_refuses_fails_alone(groups: dict[int,
     leader = await leader_of(groups)
     outcomes = await asyncio.gather(leader.propose(b"set:1"), leader.propose(b"boom"), leader.propose(b"set:2"),
                                     return_exceptions=True)  # fmt: skip
-    assert outcomes[0] == b"" and isinstance(outcomes[1], ValueError) and outcomes[2] == b"1"
+    assert outcomes[0] == b"" and isinstance(outcomes[1], Refused) and outcomes[2] == b"1"
     with pytest.raises(KeyError):
         await leader.read(b"boom")
     assert await leader.read(b"") == b"2"
@@ -109,6 +119,25 @@ async def test_sessions_registered_concurrently_get_distinct_ids_and_a_retry_app
     with pytest.raises(SessionExpired):
         await leader.propose(b"set:d", session=max(sessions[:5]) + 1000, seq=1)
     assert await leader.read(b"") == b"c"
+
+
+async def test_an_undeclared_error_while_applying_stops_that_replica_and_the_others_carry_on(
+    groups: dict[int, RaftGroup],
+) -> None:
+    leader = await leader_of(groups)
+    await leader.propose(b"set:1")
+    broken = next(g for g in groups.values() if g is not leader)
+    broken.state_machine.disk_error = True  # type: ignore[attr-defined]
+    assert await leader.propose(b"set:2") == b"1"  # a quorum without the broken replica commits it
+    for _ in range(500):
+        if broken.failure is not None:
+            break
+        await asyncio.sleep(0.01)
+    # Fail-stop: the broken replica did not skip the entry and carry on diverged; it stopped.
+    assert isinstance(broken.failure, OSError)
+    with pytest.raises(GroupFailed):
+        await broken.read(b"")
+    assert await leader.propose(b"set:3") == b"2"
 
 
 async def test_snapshots_compact_the_log_and_the_state_survives(groups: dict[int, RaftGroup]) -> None:
@@ -174,5 +203,5 @@ async def test_a_leader_without_a_quorum_fails_reads_and_proposals_within_their_
     assert time.monotonic() - started < 2.0
     assert leader.status().role == Role.LEADER  # still believes it leads: only the deadline ended the waits
     # Nothing of the abandoned calls stays behind, in the runtime or in the core.
-    assert (leader._reads, leader._ready_reads, leader._proposals) == ({}, [], {})
+    assert (leader._reads, leader.driver._confirmed_reads, leader._proposals) == ({}, [], {})
     assert leader.core._pending_reads == []

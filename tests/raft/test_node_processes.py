@@ -1,6 +1,6 @@
 """Raft groups of real processes on loopback: elections, kill -9, restarts, lost disks, redirects.
 
-Each test runs three `python -m pygmy.raft.server` members on free ports in a tmp dir and kills them all
+Each test runs three `python -m tests.support.raft_member` members on free ports in a tmp dir and kills them all
 at the end, even on failure. Waits are bounded by generous deadlines; nothing here asserts on timing.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from pygmy.raft.server import LocalGroup
+from support.raft_cluster import LocalGroup
 
 
 def incr(key: str, n: int = 1) -> bytes:

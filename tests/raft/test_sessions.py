@@ -6,6 +6,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from pygmy.raft.driver import CommandRejected
 from pygmy.raft.sessions import (
     CommandFailed,
     DuplicateCommand,
@@ -30,7 +31,7 @@ class Counter:
 
     def apply(self, command: bytes) -> bytes:
         if command == b"boom":
-            raise ValueError("refused")
+            raise CommandRejected("refused")
         self.total += int(command)
         return b"%d" % self.total
 
@@ -209,14 +210,14 @@ def test_a_session_that_does_not_acknowledge_is_refused_beyond_its_pending_limit
     assert log.sm.sessions.pending(s) == 1
 
 
-def test_a_retry_of_a_command_that_failed_hears_of_the_failure_and_is_not_applied_again() -> None:
+def test_a_retry_of_a_command_the_state_machine_refused_hears_of_the_refusal_and_is_not_applied_again() -> None:
     log = Log()
     s = log.register()
-    with pytest.raises(ValueError):
+    with pytest.raises(CommandRejected):
         log.command(s, 1, b"boom")
     with pytest.raises(CommandFailed) as retried:
         log.command(s, 1, b"boom")
-    assert "ValueError: refused" in retried.value.error
+    assert "CommandRejected: refused" in retried.value.error
 
 
 def test_a_session_idle_for_more_than_the_limit_of_log_entries_expires() -> None:

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
 from pygmy.raft.messages import AppendEntriesResponse, Message, TimeoutNow
 from pygmy.raft.transport import Transport
+from support.cluster import free_ports
 
 SECRET = "test-cluster-secret"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def pair(secret_b: str = SECRET) -> tuple[Transport, Transport, list[Message], list[Message]]:
-    addr = {1: ("127.0.0.1", free_port()), 2: ("127.0.0.1", free_port())}
+    addr = {i: ("127.0.0.1", port) for i, port in zip((1, 2), free_ports(2))}
     got_a: list[Message] = []
     got_b: list[Message] = []
     a = Transport(1, addr[1], addr, SECRET, got_a.extend)

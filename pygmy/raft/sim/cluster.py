@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from pygmy.checker.linearizability import CheckResult, check
-from pygmy.raft.core import RaftConfig
+from pygmy.raft.core import RaftConfig, Ready
 from pygmy.raft.messages import Message, Role
 from pygmy.raft.sessions import DuplicateCommand, SessionError, SessionExpired, decode_session
 from pygmy.raft.sim.invariants import SafetyChecker, Violation
 from pygmy.raft.sim.network import LinkFaults, Network
-from pygmy.raft.sim.node import NOT_LEADER, OK, SimNode
+from pygmy.raft.sim.node import CRASH_POINTS, NOT_LEADER, OK, SimNode
 from pygmy.raft.sim.workload import WORKLOADS, Request, SimClient, decode_output
 
 TICK = 10  # simulated time units per tick; message and disk latencies are a few units
@@ -77,6 +77,8 @@ class _Faults:
     link: LinkFaults
     nemesis_ticks: int  # mean gap between nemesis actions
     crash_at_sync: float  # probability a node dies around an fsync (of entries, term or vote)
+    slow_sync: float  # probability an fsync takes several message delays instead of a few units
+    wipe_weight: int  # how often the nemesis wipes a member's disk, relative to its other actions
     raft: RaftConfig
     snapshot_every: int
 
@@ -101,6 +103,8 @@ def _draw_faults(rng: random.Random) -> _Faults:
         link=link,
         nemesis_ticks=rng.choice([1, 3, 8, 20]),
         crash_at_sync=rng.choice([0.0, 0.05, 0.2, 0.5]),
+        slow_sync=rng.choice([0.0, 0.05, 0.3]),
+        wipe_weight=rng.choice([0, 1, 3]),
         raft=raft,
         snapshot_every=rng.choice([4, 16, 10_000]),
     )
@@ -210,42 +214,29 @@ class Simulation:
                 self.log(f"deliver {_brief(message)}")
             node.receive(message)
 
-    def schedule_sync(self, node: SimNode) -> None:
-        self.at(self.fault_rng.randint(1, 3), self._sync, node, node.incarnation)
+    def schedule_sync(self, node: SimNode, write: Callable[[], None], then: Callable[[], None]) -> None:
+        rng = self.fault_rng
+        # A slow disk widens the window in which a write is in flight: what the driver's ordering must survive.
+        latency = rng.randint(5, 4 * TICK) if self.faulty and rng.random() < self.faults.slow_sync else rng.randint(1, 3)
+        self.at(latency, self._sync, node, node.incarnation, write, then)
 
-    def _sync(self, node: SimNode, incarnation: int) -> None:
+    def _sync(self, node: SimNode, incarnation: int, write: Callable[[], None], then: Callable[[], None]) -> None:
         if node.incarnation != incarnation:
-            return  # crashed before the fsync completed: that Ready never reached the disk
-        rd = node.in_flight
-        assert rd is not None
-        crash = self._crash_point(rd)
-        if crash == "during fsync":
-            self._bounce(node, crash)
-            return
-        node.persist()
-        if crash == "before send":
-            self._bounce(node, crash)
-            return
-        node.act(rd)
-        if self.trace:
-            self.log(f"sync n{node.id}: hs={rd.hard_state} +{len(rd.entries)} entries, {len(rd.messages)} msgs, applied {len(rd.committed)}")
-        if crash == "after send":
-            self._bounce(node, crash)
-            return
-        node.pump()
+            return  # crashed before the fsync completed: that write never reached the disk
+        node.sync(write, then)
 
-    def _crash_point(self, rd: Ready) -> str | None:
-        """Where (if at all) a node dies around an fsync: the moments a durability mistake shows."""
+    def crash_point(self, rd: Ready) -> str | None:
+        """Where (if at all) a node dies while handling `rd`: between two driver steps, or during its fsync."""
         if not self.faulty:
             return None
-        # Mostly where something became durable (entries, term, vote); sometimes anywhere.
+        # Mostly where something becomes durable (entries, term, vote); sometimes anywhere.
         chance = self.faults.crash_at_sync * (1.0 if rd.must_sync else 0.1)
         if self.fault_rng.random() >= chance:
             return None
-        return self.fault_rng.choice(["during fsync", "before send", "after send"])
+        return self.fault_rng.choice(CRASH_POINTS)
 
-    def _bounce(self, node: SimNode, point: str) -> None:
-        self.log(f"n{node.id} dies {point}")
+    def bounce(self, node: SimNode, point: str) -> None:
+        self.log(f"n{node.id} dies at {point}")
         # Either a process bounce (back within a few ticks) or a longer outage.
         rng = self.fault_rng
         self._crash(node, rng.choice([rng.randint(1, 3 * TICK), rng.randint(10 * TICK, 40 * TICK)]))
@@ -276,8 +267,8 @@ class Simulation:
             return
         rng = self.fault_rng
         action = rng.choices(
-            ["crash", "crash_leader", "partition", "isolate_leader", "bridge", "one_way", "transfer", "heal", "nothing"],
-            weights=[2, 2, 2, 2, 2, 1, 2, 3, 1],
+            ["crash", "crash_leader", "partition", "isolate_leader", "bridge", "one_way", "transfer", "heal", "nothing", "wipe"],
+            weights=[2, 2, 2, 2, 2, 1, 2, 3, 1, self.faults.wipe_weight],
         )[0]
         alive = [n for n in self.nodes.values() if n.alive]
         can_crash = len(alive) > len(self.members) // 2  # the nemesis leaves a quorum up (sync crashes may not)
@@ -313,6 +304,14 @@ class Simulation:
             target = rng.choice([m for m in self.members if m != leader.id])
             self.log(f"n{leader.id} transfers leadership to n{target}")
             leader.transfer(target)
+        elif action == "wipe" and can_crash and not any(n.disk.hard_state.catching_up for n in self.nodes.values()):
+            # One member at a time loses its disk (and rejoins catching up); a second before the first has
+            # caught up would be two failures, more than Raft tolerates with three members.
+            victim = rng.choice(alive)
+            self.log(f"wipe n{victim.id}'s disk")
+            victim.crash()
+            victim.wipe()
+            self.at(restart, self._restart, victim)
         elif action == "heal":
             self.network.heal()
             self.log("heal network")

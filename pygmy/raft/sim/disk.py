@@ -7,28 +7,36 @@ had handed to the disk but not yet synced, is gone after a crash.
 
 from __future__ import annotations
 
-from pygmy.raft.core import Ready
+from collections.abc import Sequence
+
 from pygmy.raft.messages import Entry, HardState, Snapshot
 
 
 class SimDisk:
+    """The storage of a simulated node, with the calls of `pygmy.raft.storage.RaftStorage` the driver makes."""
+
     def __init__(self) -> None:
         self.hard_state = HardState()
         self.snapshot = Snapshot()
         self.entries: list[Entry] = []
 
-    def save(self, ready: Ready) -> None:
-        if ready.snapshot is not None:
-            self.snapshot = ready.snapshot
+    def will_sync(self, hard_state: HardState | None, entries: Sequence[Entry], snapshot: Snapshot | None = None) -> bool:
+        if snapshot is not None or entries:
+            return True
+        return hard_state is not None and hard_state.promises() != self.hard_state.promises()
+
+    def save(self, hard_state: HardState | None, entries: Sequence[Entry], snapshot: Snapshot | None = None) -> None:
+        if snapshot is not None:
+            self.snapshot = snapshot
             self.entries = []
-        if ready.hard_state is not None:
-            self.hard_state = ready.hard_state
-        if ready.entries:
-            first = ready.entries[0].index
+        if hard_state is not None:
+            self.hard_state = hard_state
+        if entries:
+            first = entries[0].index
             del self.entries[max(0, first - self.snapshot.index - 1) :]
             if first != self.snapshot.index + len(self.entries) + 1:
-                raise AssertionError(f"gap on disk: appending {first} after {self.last_index()}")
-            self.entries.extend(ready.entries)
+                raise AssertionError(f"gap on disk: appending {first} after {self.last_index}")
+            self.entries.extend(entries)
 
     def compact(self, snapshot: Snapshot) -> None:
         if snapshot.index <= self.snapshot.index:
@@ -39,6 +47,7 @@ class SimDisk:
     def last_term(self) -> int:
         return self.entries[-1].term if self.entries else self.snapshot.term
 
+    @property
     def last_index(self) -> int:
         return self.snapshot.index + len(self.entries)
 

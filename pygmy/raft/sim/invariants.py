@@ -73,13 +73,14 @@ class SafetyChecker:
 
     def _check_electable_without(self, leader: SimNode, index: int, term: int) -> None:
         """No node lacking a just-committed entry may have a log that a quorum of logs would vote for."""
-        disks = [node.disk for node in self.nodes]
+        # A member catching up after losing its disk neither stands nor votes.
+        disks = [node.disk for node in self.nodes if not node.disk.hard_state.catching_up]
         for candidate in self.nodes:
             disk = candidate.disk
-            if index <= disk.snapshot.index or disk.term_at(index) == term:
+            if disk.hard_state.catching_up or index <= disk.snapshot.index or disk.term_at(index) == term:
                 continue
-            mine = (disk.last_term(), disk.last_index())
-            electors = sum(1 for other in disks if (other.last_term(), other.last_index()) <= mine)
+            mine = (disk.last_term(), disk.last_index)
+            electors = sum(1 for other in disks if (other.last_term(), other.last_index) <= mine)
             if electors >= self.quorum:
                 raise Violation(
                     f"Leader Completeness: node {leader.id} committed entry {index} of term {term}, but node "

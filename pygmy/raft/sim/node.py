@@ -1,9 +1,13 @@
-"""A simulated Raft node: a RaftCore, its simulated disk and a session-wrapped state machine.
+"""A simulated Raft node: a RaftCore driven by the runtime's own `ReadyDriver`, its simulated disk and state machine.
 
-It plays the runtime's part of the contract in `pygmy.raft.core`: take a Ready, "fsync" it (a disk latency
-later), then send its messages, apply its committed entries, serve its reads and advance. Inputs keep
-arriving while a Ready is being synced, as they do in the asyncio runtime. A crash throws away the core,
-the state machine and any unsynced Ready; a restart rebuilds them from the disk alone.
+The node plays the runtime's part with the code that ships: `pygmy.raft.driver.ReadyDriver` decides what is
+sent, applied and persisted in which order; only the I/O is simulated. A write that fsyncs completes a disk
+latency later (inputs keep arriving meanwhile, as in the asyncio runtime), and the node may be crashed
+between any two steps of the driver (`checkpoint`) or during the fsync. A crash throws away the core, the
+state machine and any unsynced write; a restart rebuilds them from the disk alone.
+
+While it applies, the node checks that nothing is applied beyond what its own disk holds: a state machine
+that keeps its applied index durably (SQLite) would otherwise hold entries the log lost in a crash.
 """
 
 from __future__ import annotations
@@ -13,9 +17,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pygmy.raft.core import NotLeader, RaftCore, Ready
-from pygmy.raft.messages import Entry, EntryKind, Message, Role, Snapshot
-from pygmy.raft.sessions import SessionError, SessionStateMachine
+from pygmy.raft.driver import STEPS, Crash, ReadyDriver, encode_batch
+from pygmy.raft.messages import Entry, HardState, Message, Role, Snapshot
+from pygmy.raft.sessions import SessionStateMachine
+from pygmy.raft.sim.bugs import planted_core
 from pygmy.raft.sim.disk import SimDisk
+from pygmy.raft.sim.invariants import Violation
+from pygmy.raft.sim.bugs import driver_class
 from pygmy.raft.sim.workload import Request
 
 if TYPE_CHECKING:
@@ -23,6 +31,9 @@ if TYPE_CHECKING:
 
 # What a node answers a client attempt with.
 OK, NOT_LEADER, RETRY = "ok", "not_leader", "retry"
+
+# Where a Ready may be cut short by a crash: between the driver's steps, or while its write is in the disk.
+CRASH_POINTS = (*STEPS, "during fsync")
 
 
 class SimNode:
@@ -43,7 +54,7 @@ class SimNode:
         self.incarnation += 1
         sim = self.sim
         rng = random.Random(f"{sim.seed}:{self.id}:{self.incarnation}")
-        self.core = RaftCore(
+        self.core = planted_core(
             self.id,
             sim.members,
             sim.raft_config,
@@ -60,16 +71,30 @@ class SimNode:
         if self.disk.snapshot.index:
             self.sm.restore(self.disk.snapshot.data)
         self.applied = self.disk.snapshot.index
-        self.in_flight: Ready | None = None
+        self.driver = driver_class(sim.bugs)(
+            self.core,
+            self.disk,
+            self.sm,
+            self._send,
+            self,
+            run_write=self._run_write,
+            snapshot_every=sim.snapshot_every,
+            applied=self.disk.snapshot.index,
+            applied_term=self.disk.snapshot.term,
+        )
+        self.crash_at: str | None = None  # where the Ready being handled will be cut short, if at all
         self.proposals: dict[int, tuple[int, Request]] = {}  # index -> (term, request)
         self.reads: dict[int, Request] = {}  # ReadIndex ctx -> request
-        self.confirmed_reads: list[tuple[int, int]] = []  # (read index, ctx) waiting for apply
         self._next_ctx = 0
 
     def crash(self) -> None:
         self.incarnation += 1
         self.core = None
-        self.in_flight = None
+
+    def wipe(self) -> None:
+        """The disk is lost (the node is down): it rejoins empty, as a member catching up, marked so durably."""
+        self.disk = SimDisk()
+        self.disk.save(HardState(catching_up=True), [])
 
     @property
     def alive(self) -> bool:
@@ -95,7 +120,7 @@ class SimNode:
                 self.core.read_index(self._next_ctx)
                 self.reads[self._next_ctx] = req
             else:
-                index, term = self.core.propose(req.envelope())
+                index, term = self.core.propose(encode_batch([req.envelope()]))
                 self.proposals[index] = (term, req)
         except NotLeader as exc:
             self.sim.reply(req, NOT_LEADER, exc.leader)
@@ -109,96 +134,83 @@ class SimNode:
     # -- the runtime loop --------------------------------------------------------------------------------------
 
     def pump(self) -> None:
-        """Hand the next Ready to the disk unless one is already being synced."""
+        """Let the driver handle what the core has; a crash at one of its steps takes the node down there."""
         core = self.core
         assert core is not None
         if core.role is not Role.LEADER and self.proposals:
             self._drop_proposals(lambda index: True)  # they may still commit: the client retries, sessions dedupe
-        if self.in_flight is None and core.has_ready():
-            self.in_flight = core.ready()
-            if self.in_flight.is_empty():
-                raise AssertionError(f"node {self.id}: has_ready() but the Ready is empty")
-            self.sim.schedule_sync(self)
+        try:
+            self.driver.pump()
+        except Crash as crash:
+            self.sim.bounce(self, str(crash))
 
-    def persist(self) -> Ready:
-        """The disk finished syncing the Ready in flight: it is durable now."""
-        rd = self.in_flight
-        assert rd is not None
-        self.disk.save(rd)
-        self.sim.checker.on_persist(self, rd)
-        return rd
+    def _run_write(self, write: Callable[[], None], then: Callable[[], None]) -> None:
+        self.sim.schedule_sync(self, write, then)
 
-    def act(self, rd: Ready) -> None:
-        """The rest of the runtime's pass over a durable Ready: send, apply, serve reads, advance."""
-        core = self.core
-        assert core is not None
-        self.in_flight = None
-        for message in rd.messages:
-            self.sim.send(message)
-        if rd.snapshot is not None:
-            self._restore(rd.snapshot)
-        for entry in rd.committed:
-            self._apply(entry)
-        self._serve_reads(rd)
-        core.advance(rd)
-        self._maybe_compact()
-
-    def _restore(self, snapshot: Snapshot) -> None:
-        self.sm.restore(snapshot.data)
-        self.applied = snapshot.index
-        self.sim.checker.on_snapshot(self, snapshot)
-        self._drop_proposals(lambda index: index <= snapshot.index)
-
-    def _apply(self, entry: Entry) -> None:
-        if entry.index <= self.applied:
+    def sync(self, write: Callable[[], None], then: Callable[[], None]) -> None:
+        """The disk latency has passed: the write completes (unless the node dies during its fsync)."""
+        if self.crash_at == "during fsync":
+            self.sim.bounce(self, "during fsync")
             return
+        write()
+        try:
+            then()
+        except Crash as crash:
+            self.sim.bounce(self, str(crash))
+            return
+        self.pump()
+
+    def _send(self, messages: list[Message]) -> None:
+        for message in messages:
+            self.sim.send(message)
+
+    # -- what the driver tells the node (its DriverListener) ----------------------------------------------------
+
+    def checkpoint(self, step: str, ready: Ready) -> None:
+        if step == "ready":
+            self.crash_at = self.sim.crash_point(ready)
+        if step == self.crash_at:
+            raise Crash(step)
+        if step == "advanced":
+            self.crash_at = None
+
+    def on_persisted(self, ready: Ready) -> None:
+        self.sim.checker.on_persist(self, ready)
+
+    def on_applied(self, entry: Entry, results: list[bytes | Exception]) -> None:
+        if entry.index > self.disk.last_index:
+            raise Violation(
+                f"node {self.id} applied entry {entry.index} while its disk holds entries up to {self.disk.last_index}: "
+                "a durable state machine would be ahead of its log after a crash"
+            )
         self.sim.checker.on_apply(self, entry)
         self.applied = entry.index
-        try:
-            result = self.sm.apply(entry.index, entry.data) if entry.kind == EntryKind.COMMAND else None
-        except SessionError as refused:  # not applied: the client hears which refusal (e.g. expired)
-            result = refused
         proposed = self.proposals.pop(entry.index, None)
         if proposed is not None:
             term, req = proposed
             if term == entry.term:
+                result = results[0] if results else None
                 self.sim.reply(req, OK, result)
             else:
                 self.sim.reply(req, RETRY, None)
 
-    def _serve_reads(self, rd: Ready) -> None:
-        for ctx in rd.failed_reads:
+    def on_snapshot(self, snapshot: Snapshot) -> None:
+        self.applied = max(self.applied, snapshot.index)
+        self.sim.checker.on_snapshot(self, snapshot)
+        self._drop_proposals(lambda index: index <= snapshot.index)
+
+    def on_read_ready(self, ctx: int) -> None:
+        if (req := self.reads.pop(ctx, None)) is not None:
+            self.sim.reply(req, OK, self.sm.query(b""))
+
+    def on_reads_failed(self, ctxs: list[int]) -> None:
+        for ctx in ctxs:
             if (req := self.reads.pop(ctx, None)) is not None:
                 self.sim.reply(req, RETRY, None)
-        self.confirmed_reads += [(read.index, read.ctx) for read in rd.read_states]
-        waiting = []
-        for index, ctx in self.confirmed_reads:
-            req = self.reads.get(ctx)
-            if req is None:
-                continue
-            if index <= self.applied:
-                del self.reads[ctx]
-                self.sim.reply(req, OK, self.sm.query(b""))
-            else:
-                waiting.append((index, ctx))
-        self.confirmed_reads = waiting
 
     def _drop_proposals(self, which: Callable[[int], bool]) -> None:
         for index in [i for i in self.proposals if which(i)]:
             self.sim.reply(self.proposals.pop(index)[1], RETRY, None)
-
-    def _maybe_compact(self) -> None:
-        core = self.core
-        assert core is not None
-        if self.applied - self.disk.snapshot.index < self.sim.snapshot_every:
-            return
-        term = core.term_at(self.applied)
-        if term is None or self.applied > core.applied:
-            return
-        snapshot = Snapshot(self.applied, term, self.sm.snapshot())
-        self.sim.checker.on_snapshot(self, snapshot)
-        self.disk.compact(snapshot)
-        core.compact(snapshot)
 
     def describe(self) -> str:
         if self.core is None:

@@ -1,7 +1,10 @@
 """Benchmark Pygmy's Raft against PySyncObj 0.3.17: 3 real processes each on loopback, driven the same way.
 
-    python -m pygmy.raft.bench                 # everything, writes docs/raft-benchmark.md
-    python -m pygmy.raft.bench --duration 3 --trials 3 --out -
+    python -m benchmarks.raft_bench                 # everything, writes docs/raft-benchmark.md
+    python -m benchmarks.raft_bench --duration 3 --trials 3 --out -
+
+Run from the repository root (`make bench` does): it drives the members through the test harness in
+tests/support/ (`LocalGroup`, `raft_member`).
 
 For each system: committed proposals/s and p50/p99 latency (client send -> applied result) at 1 and 64
 concurrent proposers, elections during the load (leader term before vs after), and leader failover after
@@ -11,7 +14,7 @@ PySyncObj both until the survivors agree on a leader and until a new proposal co
 PySyncObj runs tuned: 10 ms ticks, append-entries every 30 ms, batching on, dynamic membership off, its
 file journal (which never fsyncs), the same 150-300 ms election timeout as ours and reconnection after
 0.5 s (not 5 s). On a follower it answers "not_leader" as ours does, instead of forwarding. Both are driven
-through the same pipelined client protocol (`pygmy.raft.server`), the command an increment of a key.
+through the same pipelined client protocol (tests/support/raft_member.py), the command an increment of a key.
 
 Also (and alone with `--micro`) the micro-benchmarks behind two choices: the storage format (WAL file vs
 SQLite, fsync cost, batching) and the transport (framed TCP stream vs aiohttp keep-alive POSTs).
@@ -37,12 +40,14 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from pygmy.raft.messages import AppendEntries, AppendEntriesResponse, Entry, HardState
-from pygmy.raft.server import LocalGroup, parse_peers
+from pygmy.raft.core import Status
+from pygmy.raft.messages import AppendEntries, AppendEntriesResponse, Entry, HardState, Role
 from pygmy.raft.storage import RaftStorage
 from pygmy.raft.transport import pack_frame, read_frame
+from tests.support.raft_cluster import MEMBER_ENTRY, LocalGroup
+from tests.support.raft_member import encode_status, parse_peers
 
-SYNCOBJ_ENTRY = ("-m", "pygmy.raft.bench", "syncobj-node")
+SYNCOBJ_ENTRY = ("-m", "benchmarks.raft_bench", "syncobj-node")
 MAX_OPS_PER_POINT = 400_000
 NOTES_MARKER = "<!-- notes: kept when the benchmark rewrites this file -->"
 
@@ -206,9 +211,11 @@ def syncobj_node(argv: Sequence[str]) -> None:
         def status() -> bytes:
             s = counter.getStatus()
             leader = node_of.get(str(s["leader"].address)) if s["leader"] is not None else None
-            role = {0: "follower", 1: "candidate", 2: "leader"}[s["state"]]
-            fields = [args.id, role, s["raft_term"], leader, s["commit_idx"], s["last_applied"], 0, 0]
-            return msgspec.msgpack.encode(fields)
+            role = {0: Role.FOLLOWER, 1: Role.CANDIDATE, 2: Role.LEADER}[s["state"]]
+            return encode_status(Status(
+                id=args.id, role=role, term=s["raft_term"], leader=leader, commit=s["commit_idx"],
+                applied=s["last_applied"], last_index=0, snapshot_index=0,
+            ))  # fmt: skip
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             def answer(request_id: int, code: str, payload: bytes, leader: int | None) -> None:
@@ -352,8 +359,8 @@ class System:
 
 
 SYSTEMS = (
-    System("pygmy", ("-m", "pygmy.raft.server")),
-    System("pygmy, no fsync", ("-m", "pygmy.raft.server"), ("--no-fsync",), failover=False),
+    System("pygmy", MEMBER_ENTRY),
+    System("pygmy, no fsync", MEMBER_ENTRY, ("--no-fsync",), failover=False),
     System("pysyncobj", SYNCOBJ_ENTRY),
 )
 
@@ -517,7 +524,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--micro", action="store_true", help="only the storage and transport micro-benchmarks")
     parser.add_argument("--out", default="docs/raft-benchmark.md", help="markdown report; '-' for none")
     args = parser.parse_args(argv)
-    command = "python -m pygmy.raft.bench" + ("" if not argv else " " + " ".join(argv))
+    command = "python -m benchmarks.raft_bench" + ("" if not argv else " " + " ".join(argv))
     storage = measure_storage()
     transport = asyncio.run(measure_transport())
     loads: list[LoadResult] = []
