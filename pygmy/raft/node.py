@@ -20,9 +20,10 @@ than the loop gave ~1.3x the commits/s at 64 proposers when measured (`write_in_
 A non-leader does not forward: `propose` and `read` raise `NotLeader` naming the leader it knows, and the
 caller (a service's HTTP layer) redirects. A proposal whose index ends up holding another term's entry, or
 that is pending when this node stops being leader, fails with `ProposalDropped`: its outcome is unknown,
-so the caller retries with the same client session (see `pygmy.raft.sessions`), which the group applies
-at most once. Any failure the replica cannot safely continue from (a failed write, an undeclared error
-while applying) stops it (`GroupFailed`): fail-stop, never a silent divergence.
+so the caller retries with the same client session (`session`, `seq`; see `pygmy.raft.sessions`), which
+the group applies at most once; a session is opened through the log (`register_session`). Any failure
+the replica cannot safely continue from (a failed write, an undeclared error while applying) stops it
+(`GroupFailed`): fail-stop, never a silent divergence.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from typing import Protocol
 from pygmy.raft.core import NotLeader, RaftConfig, RaftCore, Ready, Status
 from pygmy.raft.driver import CommandRejected, ReadyDriver, encode_batch
 from pygmy.raft.messages import Entry, Message, Role, Snapshot
-from pygmy.raft.sessions import ClientId, SessionStateMachine, encode_command
+from pygmy.raft.sessions import SessionId, SessionStateMachine, decode_session, encode_command, encode_register
 from pygmy.raft.storage import RaftStorage
 from pygmy.raft.transport import Transport
 
@@ -142,7 +143,7 @@ class RaftGroup:
         self.driver = ReadyDriver(
             self.core,
             self.storage,
-            _Indexed(self._replicated),
+            self._replicated,
             self._send,
             self,
             run_write=self._in_disk_thread if self._disk is not None else None,
@@ -179,28 +180,47 @@ class RaftGroup:
 
     # -- the API services use ------------------------------------------------------------------
 
-    async def propose(self, command: bytes, *, client: ClientId | None = None, seq: int = 0, ack: int = 0) -> bytes:
+    async def propose(self, command: bytes, *, session: SessionId = 0, seq: int = 0, ack: int = 0) -> bytes:
         """Replicate `command` and return what the state machine answered when applying it.
 
         Raises NotLeader (with the leader's id, if known) on a follower, ProposalDropped if the outcome is
         unknown (ProposalTimeout, a subclass, after `GroupOptions.propose_timeout`).
 
-        Exactly-once: give each command a `client` id and a `seq` (1, 2, ... per client) and, after
-        ProposalDropped or a timeout, propose it again with the same pair (at the new leader): it is
-        applied at most once and the retry gets the first result. `ack` tells the group that the client
-        has the results of every seq up to it, so they may be forgotten. Without `client`, a command is
-        applied every time it is committed.
+        At most once: open a `session` with `register_session`, number its commands `seq` 1, 2, ... and,
+        after ProposalDropped or a timeout, propose a command again with the same pair (at the new
+        leader): it is applied at most once and the retry gets the first result. `ack` tells the group
+        that the client has the results of every seq up to it, so they may be forgotten. The session
+        layer's refusals are raised as `pygmy.raft.sessions.SessionError`s (`CommandRejected`s):
+        `SessionExpired` (register again; the command's outcome is unknown), `DuplicateCommand`,
+        `TooManyPending`. With seq 0, a command is applied every time it is committed.
         """
-        return await self.submit(command, client=client, seq=seq, ack=ack)
+        return await self.submit(command, session=session, seq=seq, ack=ack)
 
-    def submit(
-        self, command: bytes, *, client: ClientId | None = None, seq: int = 0, ack: int = 0
-    ) -> asyncio.Future[bytes]:
+    def submit(self, command: bytes, *, session: SessionId = 0, seq: int = 0, ack: int = 0) -> asyncio.Future[bytes]:
         """`propose` without the coroutine: the future of the result (servers answer from its callback)."""
         self._check_leader()
         future: asyncio.Future[bytes] = self._running_loop().create_future()
-        envelope = encode_command(client if client is not None else 0, seq if client is not None else 0, command, ack)
+        envelope = encode_command(session, seq, command, ack)
         self._unproposed.append((envelope, future))
+        self._expire_after(future, self.options.propose_timeout, self._abandon_proposal)
+        self._schedule()
+        return future
+
+    async def register_session(self, key: bytes = b"") -> SessionId:
+        """Open a client session through the log; its id is the index of the entry that registered it.
+
+        Raises as `propose` does. Retry after an unknown outcome with the same `key` (chosen by the
+        client for this incarnation, e.g. 16 random bytes) to get the same session rather than a second.
+        """
+        return decode_session(await self.submit_registration(key))
+
+    def submit_registration(self, key: bytes = b"") -> asyncio.Future[bytes]:
+        """`register_session` without the coroutine: the future of the encoded id (`decode_session`)."""
+        self._check_leader()
+        future: asyncio.Future[bytes] = self._running_loop().create_future()
+        # Alone in its entry, not gathered with other commands: the entry's index is the session's id.
+        index, term = self.core.propose(encode_batch([encode_register(key)]))
+        self._proposals[index] = (term, [future])
         self._expire_after(future, self.options.propose_timeout, self._abandon_proposal)
         self._schedule()
         return future
@@ -421,22 +441,6 @@ class RaftGroup:
             _fail([future for _, future in self._unread], read_error)
             self._reads.clear()
             self._unread.clear()
-
-
-class _Indexed:
-    """The session layer as the driver's `Machine` (it does not need the entry's index yet)."""
-
-    def __init__(self, inner: SessionStateMachine) -> None:
-        self.inner = inner
-
-    def apply(self, index: int, command: bytes) -> bytes:
-        return self.inner.apply(command)
-
-    def snapshot(self) -> bytes:
-        return self.inner.snapshot()
-
-    def restore(self, data: bytes) -> None:
-        self.inner.restore(data)
 
 
 def _fail(futures: list[asyncio.Future[bytes]], error: Exception) -> None:

@@ -13,6 +13,7 @@ import pytest
 from pygmy.raft.core import NotLeader, RaftConfig
 from pygmy.raft.messages import Role
 from pygmy.raft.node import CommandRejected, GroupFailed, GroupOptions, ProposalTimeout, RaftGroup, ReadTimeout
+from pygmy.raft.sessions import SessionExpired
 from support.cluster import free_ports
 
 
@@ -102,6 +103,22 @@ async def test_a_command_the_state_machine_refuses_fails_alone(groups: dict[int,
     with pytest.raises(KeyError):
         await leader.read(b"boom")
     assert await leader.read(b"") == b"2"
+
+
+async def test_sessions_registered_concurrently_get_distinct_ids_and_a_retry_applies_once(
+    groups: dict[int, RaftGroup],
+) -> None:
+    leader = await leader_of(groups)
+    sessions = await asyncio.gather(*(leader.register_session() for _ in range(5)), leader.propose(b"set:a"))
+    assert len(set(sessions[:5])) == 5  # each registration is its own log entry, so its own id
+    assert await leader.register_session(b"key") == await leader.register_session(b"key")  # a retry: same session
+    session = sessions[0]
+    assert await leader.propose(b"set:b", session=session, seq=1) == b"a"
+    assert await leader.propose(b"set:b", session=session, seq=1) == b"a"  # the retry: first answer, no effect
+    assert await leader.propose(b"set:c", session=session, seq=2, ack=1) == b"b"
+    with pytest.raises(SessionExpired):
+        await leader.propose(b"set:d", session=max(sessions[:5]) + 1000, seq=1)
+    assert await leader.read(b"") == b"c"
 
 
 async def test_an_undeclared_error_while_applying_stops_that_replica_and_the_others_carry_on(

@@ -133,13 +133,14 @@ async def test_every_member_restarted_after_kill_9_keeps_the_committed_state(gro
 
 async def test_a_command_retried_at_the_new_leader_with_its_session_applies_once(group: LocalGroup) -> None:
     first = await group.leader()
-    once = msgspec.msgpack.encode(["shop-1", 1, 0, incr("stock", -1)])
+    session = await group.register_session()
+    once = msgspec.msgpack.encode([session, 1, 0, incr("stock", -1)])
     assert msgspec.msgpack.decode(await group.propose_once(once)) == -1
     group.kill(first)
-    # The client never heard back (say), so it retries the same (client, seq) wherever the leader is now.
+    # The client never heard back (say), so it retries the same (session, seq) wherever the leader is now.
     assert msgspec.msgpack.decode(await group.propose_once(once)) == -1
     assert msgspec.msgpack.decode(await group.read(get("stock"))) == -1
-    nxt = msgspec.msgpack.encode(["shop-1", 2, 1, incr("stock", -1)])
+    nxt = msgspec.msgpack.encode([session, 2, 1, incr("stock", -1)])
     assert msgspec.msgpack.decode(await group.propose_once(nxt)) == -2
 
 

@@ -92,6 +92,29 @@ def test_without_client_sessions_a_retried_write_applies_twice_and_the_history_i
     assert result.kind == "linearizability", result.failure
 
 
+# Client sessions under pressure, on the counter (where a write applied twice shows in later reads). More
+# clients leave a longer backlog of retries when faults stop, so these give the liveness write 300 ticks.
+SESSION_SCENARIOS = {
+    # More clients than the table holds: registrations keep expiring live sessions.
+    "small-table": (SimConfig(nodes=3, clients=4, session_table=3, workload="counter", liveness_ticks=300), range(40)),
+    # Clients die mid-operation and come back with a new session; their old attempts may still commit.
+    "client-restarts": (SimConfig(nodes=3, client_restarts=0.2, workload="counter"), range(60)),
+    # Sessions idle for more than 6 log entries expire.
+    "idle-expiry": (SimConfig(nodes=3, session_idle_entries=6, workload="counter"), range(40)),
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(SESSION_SCENARIOS))
+def test_sessions_that_expire_or_restart_apply_no_write_twice_and_every_seed_passes(scenario: str) -> None:
+    config, seeds = SESSION_SCENARIOS[scenario]
+    results = [run_seed(seed, config) for seed in seeds]
+    failures = [r for r in results if not r.ok]
+    assert not failures, "\n".join(f"seed {r.seed}: {r.failure}" for r in failures[:3])
+    # The scenario does what it says, in most seeds: clients restart, or writes are answered "session expired".
+    exercised = [r.client_restarts if scenario == "client-restarts" else r.expired for r in results]
+    assert sum(count > 0 for count in exercised) > len(results) // 2
+
+
 def test_every_planted_bug_has_a_test() -> None:
     assert {bug for bug, _ in PLANTED} | SHOWN_BY_CORE_TESTS == KNOWN_BUGS
 

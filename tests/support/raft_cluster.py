@@ -185,8 +185,12 @@ class LocalGroup:
         command twice; use `propose_once` where that matters."""
         return await self._at_leader("propose", command, timeout)
 
+    async def register_session(self, timeout: float = 20.0) -> int:
+        """Open a client session at whichever member leads; its id (retries carry one key: one session)."""
+        return msgspec.msgpack.decode(await self._at_leader("register", os.urandom(16), timeout))
+
     async def propose_once(self, session_command: bytes, timeout: float = 20.0) -> bytes:
-        """Propose `[client, seq, ack, command]` (msgpack), applied at most once per client and seq."""
+        """Propose `[session, seq, ack, command]` (msgpack), applied at most once per session and seq."""
         return await self._at_leader("propose_once", session_command, timeout)
 
     async def read(self, query: bytes, timeout: float = 20.0) -> bytes:

@@ -11,8 +11,9 @@ The secret may come from the environment (PYGMY_RAFT_SECRET) instead, to keep it
 The client port speaks the transport's framing (4-byte length + msgpack), pipelined. A request is
 `[id, op, payload]`, op one of:
 
-- "propose": payload is a command; "propose_once": payload `[client, seq, ack, command]`, applied at
-  most once per client and seq;
+- "propose": payload is a command; "register": payload a key, opens a client session (the same one
+  again for a retry with that key), answers its id (msgpack); "propose_once": payload
+  `[session, seq, ack, command]`, applied at most once per session and seq;
 - "read" (linearizable), "local_read" (this replica's state, possibly stale), "status" (a `Status` of
   `pygmy.raft.core` as a msgpack map, `encode_status`);
 - "transfer": payload is the id of the member to hand leadership to.
@@ -115,10 +116,12 @@ class _ClientConnection:
     def request(self, request_id: int, op: str, payload: bytes) -> None:
         group = self.group
         try:
-            if op in ("propose", "propose_once", "read"):
-                if op == "propose_once":  # payload: [client, seq, ack, command]
-                    client, seq, ack, command = msgspec.msgpack.decode(payload)
-                    future = group.submit(command, client=client, seq=seq, ack=ack)
+            if op in ("propose", "propose_once", "read", "register"):
+                if op == "propose_once":  # payload: [session, seq, ack, command]
+                    session, seq, ack, command = msgspec.msgpack.decode(payload)
+                    future = group.submit(command, session=session, seq=seq, ack=ack)
+                elif op == "register":  # payload: the client's key for its session
+                    future = group.submit_registration(payload)
                 else:
                     future = group.submit(payload) if op == "propose" else group.submit_read(payload)
                 timer = self.loop.call_later(REQUEST_TIMEOUT, future.cancel)

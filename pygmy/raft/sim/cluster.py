@@ -23,9 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pygmy.checker.linearizability import UNKNOWN, CheckResult, check
+from pygmy.checker.linearizability import CheckResult, check
 from pygmy.raft.core import RaftConfig, Ready
 from pygmy.raft.messages import Message, Role
+from pygmy.raft.sessions import DuplicateCommand, SessionError, SessionExpired, decode_session
 from pygmy.raft.sim.invariants import SafetyChecker, Violation
 from pygmy.raft.sim.network import LinkFaults, Network
 from pygmy.raft.sim.node import CRASH_POINTS, NOT_LEADER, OK, SimNode
@@ -45,7 +46,10 @@ class SimConfig:
     liveness_ticks: int = 150  # once faults stop, a new write must complete within this many ticks
     op_ticks: int = 60  # a client gives up on a read after this long (writes: see SimClient.retry_writes_until)
     check_timeout: float = 20.0  # seconds for the linearizability search before it gives up
-    sessions: bool = True  # False: retried writes may apply twice (shows what client sessions are for)
+    sessions: bool = True  # False: writes carry no session, so retried ones may apply twice (what sessions are for)
+    session_table: int = 10_000  # sessions a replica keeps; registering beyond expires the least recently active
+    session_idle_entries: int | None = None  # also expire sessions idle for more than this many log entries
+    client_restarts: float = 0.0  # chance, per operation, that the client dies during it and comes back sessionless
 
 
 @dataclass
@@ -63,6 +67,8 @@ class SimResult:
     workload: str = ""
     linearizable: bool | None = None
     recovery_ticks: float | None = None  # from the end of faults until the liveness write completed
+    expired: int = 0  # writes answered "session expired" (unknown outcome; the client registered again)
+    client_restarts: int = 0
 
 
 @dataclass(frozen=True)
@@ -144,16 +150,26 @@ class Simulation:
         self.clients = [
             SimClient(
                 c,
-                c,
                 random.Random(f"{seed}:client:{c}"),
                 self.workload,
                 config.op_ticks * TICK,
+                sessions=config.sessions,
                 retry_writes_until=self.client_end,  # the calm liveness phase settles every pending write
             )
             for c in range(1, config.clients + 1)
         ]
-        self.probe: SimClient | None = None
+        # The liveness probe: its write after the faults measures recovery, so where an idle session survives the
+        # faults (no idle expiry, a table with room to spare) it opens its session at the start, as a long-lived
+        # client would have one; elsewhere (its idle session would be the first to expire) after the faults.
+        probe_rng = random.Random(f"{seed}:probe")
+        self.probe = SimClient(
+            0, probe_rng, self.workload, config.liveness_ticks * TICK, sessions=config.sessions, retry_writes_until=self.client_end
+        )
+        self._probe_write_waits = False
         self._unique = itertools.count(1)
+        self.restart_rng = random.Random(f"{seed}:client-restarts")
+        self.expired = 0
+        self.client_restarts = 0
 
     # -- the event loop --------------------------------------------------------------------------------------
 
@@ -167,6 +183,10 @@ class Simulation:
             self.at(self.fault_rng.randrange(TICK), self._tick, node, node.incarnation)
         for client in self.clients:
             self.at(self.client_rng.randrange(5 * TICK), self._next_operation, client)
+        spare_room = self.config.session_table >= 2 * (self.config.clients + 1)
+        if self.config.sessions and self.config.session_idle_entries is None and spare_room:
+            self.probe.begin_registration(self.now)
+            self.at(self.client_rng.randrange(5 * TICK), self._attempt, self.probe, self.probe.op_no)
         self.at(self.fault_rng.randint(1, 2 * self.faults.nemesis_ticks) * TICK, self._nemesis)
         self.at(self.fault_end, self._end_faults)
         nodes = list(self.nodes.values())
@@ -182,7 +202,7 @@ class Simulation:
     def _finished(self) -> bool:
         if self.now < self.client_end:
             return False
-        return all(c.current is None for c in self.clients) and (self.probe is None or self.probe.current is None)
+        return all(c.current is None for c in self.clients) and self.probe.current is None and not self._probe_write_waits
 
     def log(self, text: str) -> None:
         if self.trace is not None:
@@ -357,11 +377,18 @@ class Simulation:
         self.log("faults stop: network healed, every node up")
         allowed = self.config.liveness_ticks + self._backlog_ticks()
         self.client_end = self.fault_end + allowed * TICK
-        for client in self.clients:
+        for client in [*self.clients, self.probe]:
             client.retry_writes_until = self.client_end
-        self.probe = SimClient(0, 0, random.Random(f"{self.seed}:probe"), self.workload, allowed * TICK)
-        self._begin(self.probe, ("write", -1) if self.workload.name == "register" else ("add", 1000))
+        self.probe.op_deadline = allowed * TICK
+        if self.probe.current is None:
+            self._begin_probe()
+        else:  # still registering: the write follows
+            self._probe_write_waits = True
         self.at(allowed * TICK, self._check_liveness, allowed)
+
+    def _begin_probe(self) -> None:
+        self._probe_write_waits = False
+        self._begin(self.probe, ("write", -1) if self.workload.name == "register" else ("add", 1000))
 
     def _backlog_ticks(self) -> int:
         """Extra ticks a configuration that ships few entries per round trip needs for the log built up meanwhile.
@@ -377,7 +404,6 @@ class Simulation:
         return -(-backlog // per_round_trip) * round_trip_ticks
 
     def _check_liveness(self, allowed: int) -> None:
-        assert self.probe is not None
         done = self.probe.history and self.probe.history[-1].ret is not None
         if not done:
             raise Violation(f"liveness: no write completed within {allowed} ticks after faults stopped")
@@ -388,6 +414,20 @@ class Simulation:
         if self.now >= self.client_end:
             return
         self._begin(client, self.workload.next_input(client.rng, next(self._unique)))
+        if self.faulty and self.restart_rng.random() < self.config.client_restarts:
+            self.at(self.restart_rng.randint(1, 20 * TICK), self._restart_client, client)
+
+    def _restart_client(self, client: SimClient) -> None:
+        """The client process dies (during this operation or a later one) and comes back without its session."""
+        self.client_restarts += 1
+        client.forget_session()
+        client.leader_guess = None
+        if client.current is None:  # between operations: the next one is scheduled already
+            self.log(f"client {client.label} restarts")
+            return
+        self.log(f"client {client.label} restarts during {client.current.input}")
+        client.abandon()  # it never learns the outcome; attempts already sent may still commit
+        self.at(client.rng.randint(1, 3 * TICK), self._next_operation, client)
 
     def _begin(self, client: SimClient, op_input: tuple[str, Any]) -> None:
         client.begin(op_input, self.now)
@@ -419,6 +459,9 @@ class Simulation:
         client = req.client
         if not client.is_current(req):
             return  # an answer to an earlier attempt of an operation that has completed
+        if outcome == OK and (req.registering or isinstance(value, SessionError)):
+            self._session_reply(req, value)
+            return
         if outcome == OK:
             output = decode_output(value) if req.input[0] == "read" else None
             client.finish(output, self.now)
@@ -430,6 +473,34 @@ class Simulation:
         if req.attempt == client.current.attempt:  # type: ignore[union-attr]
             self.at(client.rng.randint(1, TICK), self._attempt, client, req.op_no)
 
+    def _session_reply(self, req: Request, value: Any) -> None:
+        """A registration answered, or a write the session layer refused."""
+        client = req.client
+        if req.registering:
+            if isinstance(value, SessionError):  # each registration is proposed alone in its entry
+                raise Violation(f"client {client.label}: registration refused: {value}")
+            if client.session is None:  # else an answer to an earlier attempt: that session stays unused
+                client.registered(decode_session(value))
+                self.log(f"client {client.label} registered session {client.session}")
+                if client.current is not None:
+                    self._attempt(client, req.op_no)
+                elif client is self.probe and self._probe_write_waits:
+                    self._begin_probe()
+        elif isinstance(value, SessionExpired):
+            # An earlier attempt may have applied before the session expired: the outcome is unknown.
+            self.expired += 1
+            self.log(f"client {client.label}: session {req.session} expired during {req.input}")
+            client.forget_session()
+            client.abandon()
+            if client is self.probe:
+                self._begin_probe()
+            else:
+                self.at(client.rng.randint(1, 3 * TICK), self._next_operation, client)
+        elif isinstance(value, DuplicateCommand):
+            raise Violation(f"client {client.label}: its current write {req.input} was answered as a duplicate")
+        elif req.attempt == client.current.attempt:  # type: ignore[union-attr]  # TooManyPending: not applied, retry
+            self.at(client.rng.randint(1, TICK), self._attempt, client, req.op_no)
+
     def _attempt_timeout(self, client: SimClient, req: Request) -> None:
         if client.is_current(req) and req.attempt == client.current.attempt:  # type: ignore[union-attr]
             client.leader_guess = None
@@ -437,7 +508,9 @@ class Simulation:
 
     def _give_up(self, client: SimClient) -> None:
         self.log(f"client {client.label} gives up on {client.current.input}")  # type: ignore[union-attr]
-        client.finish(UNKNOWN, None)
+        client.abandon()
+        if client is self.probe:
+            self._probe_write_waits = False  # the run is over: nothing is left to wait for
         if client is not self.probe:
             self.at(client.rng.randint(1, 3 * TICK), self._next_operation, client)
 
@@ -445,13 +518,13 @@ class Simulation:
 
     def recovery_ticks(self) -> float | None:
         """How long after faults stopped the liveness write took to complete."""
-        if self.probe is None or not self.probe.history or self.probe.history[-1].ret is None:
+        if not self.probe.history or self.probe.history[-1].ret is None:
             return None
         return (self.probe.history[-1].ret - self.fault_end) / TICK
 
     def history(self) -> list[Any]:
         ops = [op for c in self.clients for op in c.history]
-        return ops + (self.probe.history if self.probe else [])
+        return ops + self.probe.history
 
     def check_history(self) -> CheckResult:
         return check(self.history(), self.workload.model, timeout=self.config.check_timeout)
@@ -495,4 +568,5 @@ def run_seed(seed: int, config: SimConfig = SimConfig(), trace: Callable[[str], 
     result.terms, result.committed = len(sim.checker.leaders), len(sim.checker.committed)
     result.recovery_ticks = sim.recovery_ticks()
     result.operations, result.unknown = len(history), sum(op.ret is None for op in history)
+    result.expired, result.client_restarts = sim.expired, sim.client_restarts
     return result

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 from pygmy.raft.core import NotLeader, RaftCore, Ready
 from pygmy.raft.driver import STEPS, Crash, ReadyDriver, encode_batch
 from pygmy.raft.messages import Entry, Message, Role, Snapshot
-from pygmy.raft.sessions import SessionStateMachine, encode_command
+from pygmy.raft.sessions import SessionStateMachine
 from pygmy.raft.sim.bugs import planted_core
 from pygmy.raft.sim.disk import NodeDisk
 from pygmy.raft.sim.invariants import Violation
 from pygmy.raft.sim.bugs import driver_class
-from pygmy.raft.sim.workload import Request, encode_input
+from pygmy.raft.sim.workload import Request
 
 if TYPE_CHECKING:
     from pygmy.raft.sim.cluster import Simulation
@@ -66,15 +66,17 @@ class SimNode:
             entries=persisted.entries,
             bugs=sim.bugs,
         )
-        # Without sessions (a table of size 0) every retry of a write is applied again.
-        self.sm = SessionStateMachine(self.machine(), max_clients=10_000 if sim.config.sessions else 0)
+        config = sim.config
+        self.sm = SessionStateMachine(
+            self.machine(), max_sessions=config.session_table, idle_entries=config.session_idle_entries
+        )
         if persisted.snapshot.index:
             self.sm.restore(persisted.snapshot.data)
         self.applied = persisted.snapshot.index
         self.driver = driver_class(sim.bugs)(
             self.core,
             self.disk,
-            _Indexed(self.sm),
+            self.sm,
             self._send,
             self,
             run_write=self._run_write,
@@ -124,8 +126,7 @@ class SimNode:
                 self.core.read_index(self._next_ctx)
                 self.reads[self._next_ctx] = req
             else:
-                data = encode_command(req.session, req.seq, encode_input(req.input), req.ack)
-                index, term = self.core.propose(encode_batch([data]))
+                index, term = self.core.propose(encode_batch([req.envelope()]))
                 self.proposals[index] = (term, req)
         except NotLeader as exc:
             self.sim.reply(req, NOT_LEADER, exc.leader)
@@ -228,19 +229,3 @@ class SimNode:
         s = self.core.status()
         role = {"leader": "L", "follower": "F", "candidate": "C", "pre-candidate": "P"}[s.role.value]
         return f"n{self.id}:{role}t{s.term} c{s.commit} a{self.applied} l{s.last_index}"
-
-
-class _Indexed:
-    """The session layer as the driver's `Machine`."""
-
-    def __init__(self, inner: SessionStateMachine) -> None:
-        self.inner = inner
-
-    def apply(self, index: int, command: bytes) -> bytes:
-        return self.inner.apply(command)
-
-    def snapshot(self) -> bytes:
-        return self.inner.snapshot()
-
-    def restore(self, data: bytes) -> None:
-        self.inner.restore(data)
