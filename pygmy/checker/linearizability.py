@@ -234,16 +234,23 @@ def stock_model(initial: Mapping[int, int]) -> Model:
 # --- the search ------------------------------------------------------------------------------------------------
 
 
-def check(history: Sequence[Operation], model: Model, *, timeout: float | None = 10.0) -> CheckResult:
-    """Decide whether `history` is linearizable with respect to `model`, giving up after `timeout` seconds."""
+def check(
+    history: Sequence[Operation], model: Model, *, timeout: float | None = 10.0, max_steps: int | None = None
+) -> CheckResult:
+    """Decide whether `history` is linearizable with respect to `model`.
+
+    Gives up after `timeout` seconds, or after `max_steps` steps of the search: a budget in steps gives the
+    same verdict on any machine under any load (what a simulation that must replay exactly needs).
+    """
     _validate(history)
     deadline = None if timeout is None else time.monotonic() + timeout
+    budget = [max_steps if max_steps is not None else -1]  # steps left for all sub-histories; -1: no limit
     partition = getattr(model, "partition", None)
     parts: list[Sequence[Operation]] = list(partition(history)) if partition else [history]
     gave_up = ""
     simplify = getattr(model, "simplify", None)
     for number, part in enumerate(parts, 1):
-        result = _search(simplify(part) if simplify else part, model, deadline)
+        result = _search(simplify(part) if simplify else part, model, deadline, budget)
         if result.ok is False:
             where = f"in sub-history {number} of {len(parts)}: " if len(parts) > 1 else ""
             return CheckResult(False, where + result.explanation)
@@ -251,7 +258,8 @@ def check(history: Sequence[Operation], model: Model, *, timeout: float | None =
             gave_up = result.explanation
     if gave_up:
         lost = sum(op.ret is None for op in history)
-        summary = f"gave up after {timeout} s: {len(history)} operations, {lost} of unknown outcome"
+        limit = f"{timeout} s" if budget[0] != 0 else f"{max_steps} steps"
+        summary = f"gave up after {limit}: {len(history)} operations, {lost} of unknown outcome"
         return CheckResult(None, f"{summary}; {gave_up}")
     return CheckResult(True, f"linearizable: {len(history)} operations in {len(parts)} independent sub-histories")
 
@@ -351,7 +359,7 @@ class _Stuck:
 _RECENT = 8  # how many operations of the longest prefix the explanation names
 
 
-def _search(history: Sequence[Operation], model: Model, deadline: float | None) -> CheckResult:
+def _search(history: Sequence[Operation], model: Model, deadline: float | None, budget: list[int]) -> CheckResult:
     """Depth-first search for a linearization of one (sub-)history.
 
     One function with local variables, not a class, because this loop is the checker's whole running time.
@@ -387,7 +395,9 @@ def _search(history: Sequence[Operation], model: Model, deadline: float | None) 
     steps = 0
     while True:
         steps += 1
-        if deadline is not None and steps & 1023 == 0 and time.monotonic() > deadline:
+        if budget[0] > 0:
+            budget[0] -= 1
+        if budget[0] == 0 or (deadline is not None and steps & 1023 == 0 and time.monotonic() > deadline):
             # Where it was stuck deepest is the likeliest place of a violation, if there is one.
             return CheckResult(None, _explain(ops, stuck, "not decided") if stuck.depth >= 0 else "not decided")
         if k < len(candidates):

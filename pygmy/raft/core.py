@@ -231,6 +231,7 @@ class RaftCore:
         # _on_term_probe_response). A target already set was set that way, so it needs no new round.
         self._probe_replies: set[int] = set()
         self._probed = not self.catching_up or self.catch_up_to > 0
+        self._durable_last = self.log.last_index()  # what the runtime reported durable, for catching up
         self.commit = min(max(hard_state.commit, self.log.snapshot.index), self.log.last_index())
         self.applied = self.log.snapshot.index if applied is None else applied
         self._applying_to = self.applied  # committed entries up to here were handed out to apply
@@ -390,10 +391,11 @@ class RaftCore:
             self.log.mark_persisted(ready.entries[-1])
             if self.role is Role.LEADER:
                 self._maybe_commit()
-        if self.catching_up and (ready.entries or ready.snapshot):
-            # What this Ready made durable (not what arrived since, which is not on disk yet).
-            durable = ready.entries[-1].index if ready.entries else ready.snapshot.index  # type: ignore[union-attr]
-            self._finish_catching_up(min(durable, self.log.persisted_to))
+        if self.catching_up:
+            # What Readys made durable (not what arrived since, which is not on disk yet).
+            if ready.entries or ready.snapshot:
+                self._durable_last = ready.entries[-1].index if ready.entries else ready.snapshot.index  # type: ignore[union-attr]
+            self._finish_catching_up(min(self._durable_last, self.log.persisted_to))
 
     def status(self) -> Status:
         return Status(

@@ -48,6 +48,7 @@ import msgspec
 
 from pygmy.raft.core import RaftCore, Ready
 from pygmy.raft.messages import AppendEntries, Entry, EntryKind, HardState, Message, Snapshot
+from pygmy.raft.storage import PersistedState, StorageCorrupt
 
 __all__ = ["CommandRejected", "Crash", "DriverListener", "Machine", "ReadyDriver", "Storage", "encode_batch"]
 
@@ -92,9 +93,21 @@ class Storage(Protocol):
 
 
 class Machine(Protocol):
-    """The replicated state machine as the driver sees it (the session layer included)."""
+    """The replicated state machine as the driver sees it (the session layer included).
+
+    A machine kept in memory restarts empty and is rebuilt from the snapshot and the log. A machine kept on
+    disk (SQLite) makes each entry durable in `applied`, in one transaction with the entry's index, and
+    reports that index from `durable_index`, so that a restart neither re-applies what it holds (a second
+    order, a doubled restock) nor skips what it lacks.
+    """
 
     def apply(self, index: int, command: bytes) -> bytes: ...
+
+    def applied(self, index: int, term: int) -> None:
+        """Every command of the entry at `index` is applied (or the state restored to a snapshot there)."""
+
+    def durable_index(self) -> tuple[int, int]:
+        """(index, term) of the last entry the machine holds durably; (0, 0) for a machine kept in memory."""
 
     def snapshot(self) -> bytes: ...
 
@@ -246,6 +259,7 @@ class ReadyDriver:
             if entry.index <= self.applied:
                 continue
             results = self._apply_entry(entry) if entry.kind == EntryKind.COMMAND else []
+            self.machine.applied(entry.index, entry.term)
             self.applied, self.applied_term = entry.index, entry.term
             self.listener.on_applied(entry, results)
 
@@ -260,6 +274,7 @@ class ReadyDriver:
 
     def _restore(self, snapshot: Snapshot) -> None:
         self.machine.restore(snapshot.data)
+        self.machine.applied(snapshot.index, snapshot.term)
         self.applied, self.applied_term = snapshot.index, snapshot.term
         self.snapshot_index = snapshot.index
         self.listener.on_snapshot(snapshot)
@@ -277,11 +292,48 @@ class ReadyDriver:
         """Snapshot the state machine every `snapshot_every` applied entries and drop the log it covers."""
         if self.applied - self.snapshot_index < self.snapshot_every or self.applied > self.core.applied:
             return
-        snapshot = Snapshot(index=self.applied, term=self.applied_term, data=self.machine.snapshot())
-        self.snapshot_index = snapshot.index
-        self.listener.on_snapshot(snapshot)
-        # Writing the snapshot and rewriting the WAL takes several fsyncs: where the disk writes run.
-        self._write(lambda: self.storage.compact(snapshot), lambda: self.core.compact(snapshot), True)
+        index, term = self.applied, self.applied_term
+        self.snapshot_index = index
+        taken: list[Snapshot] = []
+
+        def write() -> None:
+            # Encoding a large state and rewriting the WAL (several fsyncs) happen where the disk writes run,
+            # off the runtime's loop. Nothing applies meanwhile: the next Ready waits for this write.
+            taken.append(Snapshot(index=index, term=term, data=self.machine.snapshot()))
+            self.storage.compact(taken[0])
+
+        def then() -> None:
+            self.listener.on_snapshot(taken[0])
+            self.core.compact(taken[0])
+
+        self._write(write, then, True)
+
+
+def resume(machine: Machine, persisted: PersistedState) -> tuple[int, int, HardState]:
+    """Bring `machine` to where this replica resumes after a start: (applied index, its term, hard state).
+
+    A machine that holds entries durably resumes after them (re-applying them would apply twice); one that
+    holds less than the snapshot (kept in memory, or its database lost) is restored from the snapshot and
+    gets the rest from the log. A machine ahead of the log cannot be: its log was lost or replaced, and no
+    entry it applied can be checked any more, so the replica refuses to start (`StorageCorrupt`).
+    """
+    index, term = machine.durable_index()
+    snapshot = persisted.snapshot
+    last = persisted.entries[-1].index if persisted.entries else snapshot.index
+    if index > last:
+        raise StorageCorrupt(
+            f"the state machine has applied up to index {index} but the log ends at {last}: the log was lost "
+            "or replaced; wipe this member (log and state machine) and let it rejoin"
+        )
+    if index < snapshot.index or index == 0:
+        if snapshot.index:
+            machine.restore(snapshot.data)
+            machine.applied(snapshot.index, snapshot.term)
+        index, term = snapshot.index, snapshot.term
+    hard_state = persisted.hard_state
+    if hard_state.commit < index:  # what was applied was committed (the commit index is not always synced)
+        hard_state = msgspec.structs.replace(hard_state, commit=index)
+    return index, term, hard_state
 
 
 def _unsent(messages: list[Message], sent: list[Message]) -> list[Message]:

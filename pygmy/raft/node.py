@@ -39,10 +39,11 @@ from pathlib import Path
 from typing import Protocol
 
 from pygmy.raft.core import NotLeader, RaftConfig, RaftCore, Ready, Status
-from pygmy.raft.driver import CommandRejected, ReadyDriver, encode_batch
-from pygmy.raft.messages import Entry, Message, Role, Snapshot
+from pygmy.raft.driver import CommandRejected, ReadyDriver, encode_batch, resume
+from pygmy.raft.identity import check_identity
+from pygmy.raft.messages import Entry, HardState, Message, Role, Snapshot
 from pygmy.raft.sessions import SessionId, SessionStateMachine, decode_session, encode_command, encode_register
-from pygmy.raft.storage import RaftStorage
+from pygmy.raft.storage import PersistedState, RaftStorage
 from pygmy.raft.transport import Transport
 
 __all__ = [
@@ -117,7 +118,13 @@ class RaftGroup:
         secret: str | bytes,
         state_machine: StateMachine,
         options: GroupOptions = GroupOptions(),
+        *,
+        join: bool = False,
+        cluster_id: str = "pygmy",
     ) -> None:
+        """`join`: a member that finds its data directory empty rejoins an existing cluster (its disk was lost)
+        instead of bootstrapping a new one. `cluster_id` and `node_id` are recorded at the first start and
+        checked at every later one, so a data directory is never run as another member or another cluster."""
         self.node_id = node_id
         self.options = options
         # Every command travels in a session envelope, so that a retried one applies once; the
@@ -125,17 +132,23 @@ class RaftGroup:
         self.state_machine = state_machine
         self._replicated = SessionStateMachine(state_machine)
         self.storage = RaftStorage(data_dir, sync=options.sync)
+        check_identity(self.storage.directory, cluster_id, node_id)
         persisted = self.storage.state()
-        if persisted.snapshot.index:
-            self._replicated.restore(persisted.snapshot.data)
+        if join and _is_empty(persisted):
+            # Started empty in an existing cluster (its disk was lost): it votes only once it has caught up.
+            log.warning("raft node %s starts with an empty log and rejoins, catching up before it votes", node_id)
+            self.storage.save(HardState(catching_up=True), [])
+            persisted = self.storage.state()
+        applied, applied_term, hard_state = resume(self._replicated, persisted)
         self.core = RaftCore(
             node_id,
             sorted(peers),
             options.raft,
             random.Random(options.seed),
-            hard_state=persisted.hard_state,
+            hard_state=hard_state,
             snapshot=persisted.snapshot if persisted.snapshot.index else None,
             entries=persisted.entries,
+            applied=applied,
         )
         self.transport = Transport(node_id, peers[node_id], peers, secret, self._deliver)
         # Writes that fsync run in this thread, so the loop keeps answering and receiving meanwhile.
@@ -148,8 +161,8 @@ class RaftGroup:
             self,
             run_write=self._in_disk_thread if self._disk is not None else None,
             snapshot_every=options.snapshot_every,
-            applied=persisted.snapshot.index,
-            applied_term=persisted.snapshot.term,
+            applied=applied,
+            applied_term=applied_term,
         )
         self._unproposed: list[tuple[bytes, asyncio.Future[bytes]]] = []  # until the next pass
         self._proposals: dict[int, tuple[int, list[asyncio.Future[bytes]]]] = {}  # index -> (term, callers)
@@ -441,6 +454,10 @@ class RaftGroup:
             _fail([future for _, future in self._unread], read_error)
             self._reads.clear()
             self._unread.clear()
+
+
+def _is_empty(persisted: PersistedState) -> bool:
+    return persisted.hard_state == HardState() and not persisted.entries and not persisted.snapshot.index
 
 
 def _fail(futures: list[asyncio.Future[bytes]], error: Exception) -> None:

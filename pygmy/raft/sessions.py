@@ -49,6 +49,8 @@ NO_SESSION: SessionId = 0
 
 
 class StateMachine(Protocol):
+    """What a service replicates. `apply` must be deterministic: every replica applies the same commands."""
+
     def apply(self, command: bytes) -> bytes: ...
 
     def query(self, query: bytes) -> bytes: ...
@@ -56,6 +58,21 @@ class StateMachine(Protocol):
     def snapshot(self) -> bytes: ...
 
     def restore(self, data: bytes) -> None: ...
+
+
+class DurableStateMachine(StateMachine, Protocol):
+    """A state machine kept on disk (see `pygmy.raft.sqlite_machine`).
+
+    It makes an entry durable in `commit_entry`, atomically with the entry's index and the session table:
+    if the table were stored apart from the state, a restart that skips the entries the state holds would
+    have lost their de-duplication, and a retry would apply again.
+    """
+
+    def commit_entry(self, index: int, term: int, sessions: bytes) -> None: ...
+
+    def durable_state(self) -> tuple[int, int, bytes]:
+        """(index, term, sessions) as of the last `commit_entry`; (0, 0, b"") if none."""
+        ...
 
 
 class SessionError(CommandRejected):
@@ -128,9 +145,17 @@ class _Snapshot(msgspec.Struct, array_like=True):
     last_registration: int
 
 
+class _Table(msgspec.Struct, array_like=True):
+    """The session table alone, as a durable state machine stores it beside its state."""
+
+    sessions: list[_Session]
+    last_registration: int
+
+
 _encode = msgspec.msgpack.Encoder().encode
 _decode_command = msgspec.msgpack.Decoder(Register | SessionCommand).decode
 _decode_snapshot = msgspec.msgpack.Decoder(_Snapshot).decode
+_decode_table = msgspec.msgpack.Decoder(_Table).decode
 _decode_int = msgspec.msgpack.Decoder(int).decode
 
 
@@ -269,6 +294,23 @@ class SessionStateMachine:
     ) -> None:
         self.inner = inner
         self.sessions = SessionTable(max_sessions, max_pending, idle_entries)
+        # A durable inner machine keeps the table with its state: load what it last committed.
+        self._durable = callable(getattr(inner, "commit_entry", None))
+        if self._durable:
+            _, _, table = inner.durable_state()  # type: ignore[attr-defined]
+            if table:
+                self._load_table(table)
+
+    def applied(self, index: int, term: int) -> None:
+        """The entry at `index` is applied: a durable inner machine commits it, with this table."""
+        if self._durable:
+            self.inner.commit_entry(index, term, self._dump_table())  # type: ignore[attr-defined]
+
+    def durable_index(self) -> tuple[int, int]:
+        if not self._durable:
+            return 0, 0
+        index, term, _ = self.inner.durable_state()  # type: ignore[attr-defined]
+        return index, term
 
     def apply(self, index: int, data: bytes) -> bytes:
         """Apply one committed command; raises a `SessionError` for one it refuses (nothing applied)."""
@@ -288,3 +330,11 @@ class SessionStateMachine:
         snapshot = _decode_snapshot(data)
         self.inner.restore(snapshot.state)
         self.sessions.load(snapshot.sessions, snapshot.last_registration)
+
+    def _dump_table(self) -> bytes:
+        sessions, last_registration = self.sessions.dump()
+        return _encode(_Table(sessions, last_registration))
+
+    def _load_table(self, data: bytes) -> None:
+        table = _decode_table(data)
+        self.sessions.load(table.sessions, table.last_registration)

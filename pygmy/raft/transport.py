@@ -41,7 +41,9 @@ _NONCE = 16
 _MAC = 32
 _LENGTH = struct.Struct(">I")
 _HELLO = struct.Struct(f">q{_NONCE}s{_MAC}s")  # client id, client nonce, client MAC
-MAX_FRAME = 256 << 20  # a snapshot travels in one message
+# A frame holds one burst of messages: AppendEntries of up to max_entries_per_message entries, or snapshot
+# chunks of RaftConfig.snapshot_chunk_bytes (1 MiB); a length beyond this is a broken or hostile peer.
+MAX_FRAME = 64 << 20
 HANDSHAKE_TIMEOUT = 5.0
 # Re-dial quickly at first (a restarted peer is back within a few hundred ms), but not in a hot loop.
 MIN_BACKOFF = 0.02

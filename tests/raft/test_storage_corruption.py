@@ -184,3 +184,34 @@ def test_a_crash_between_the_snapshot_and_the_wal_rewrite_with_a_torn_tail_recov
     state = RaftStorage(tmp_path).state()
     assert state.entries == tuple(entries(6, 12))
     assert state.hard_state == HardState(term=1, vote=1, commit=5)
+
+
+def test_a_member_process_with_a_damaged_wal_refuses_to_start_in_one_line_and_an_exit_status_not_to_retry(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    from support.cluster import free_ports
+    from support.raft_cluster import REPO_ROOT
+    from support.raft_member import EXIT_STORAGE_CORRUPT
+
+    storage = RaftStorage(tmp_path)
+    storage.save(HardState(term=3), [])
+    storage.save(HardState(term=3, vote=3), [])
+    storage.save(None, [Entry(3, 1), Entry(3, 2), Entry(3, 3)])
+    storage.close()
+    wal = tmp_path / "wal"
+    damaged = bytearray(wal.read_bytes())
+    damaged[14] ^= 0x01  # inside the first record's payload, with two records after it
+    wal.write_bytes(bytes(damaged))
+    raft_port, client_port = free_ports(2)
+    member = subprocess.run(
+        [sys.executable, "-m", "tests.support.raft_member", "--id", "1", "--peers", f"1=127.0.0.1:{raft_port}",
+         "--client-port", str(client_port), "--data-dir", str(tmp_path), "--secret", "s"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert member.returncode == EXIT_STORAGE_CORRUPT
+    lines = member.stderr.strip().splitlines()
+    assert len(lines) == 1 and "refuses to start" in lines[0] and str(wal) in lines[0] and "byte 0" in lines[0]
+    assert wal.read_bytes() == bytes(damaged)  # the evidence is left as it was

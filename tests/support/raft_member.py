@@ -38,6 +38,7 @@ import msgspec
 
 from pygmy.raft.core import NotLeader, Status
 from pygmy.raft.node import GroupOptions, ProposalDropped, RaftGroup
+from pygmy.raft.storage import StorageCorrupt
 from pygmy.raft.transport import pack_frame, read_frame
 
 REQUEST_TIMEOUT = 5.0
@@ -173,6 +174,9 @@ async def serve_clients(group: RaftGroup, host: str, port: int) -> asyncio.Serve
     return await asyncio.start_server(handle, host, port)
 
 
+EXIT_STORAGE_CORRUPT = 78  # EX_CONFIG: not a crash to retry
+
+
 async def _run(args: argparse.Namespace) -> None:
     peers = parse_peers(args.peers)
     options = GroupOptions(
@@ -180,7 +184,7 @@ async def _run(args: argparse.Namespace) -> None:
     )
     if args.election_ticks:
         options = replace(options, raft=replace(options.raft, election_ticks=args.election_ticks))
-    group = RaftGroup(args.id, peers, args.data_dir, args.secret, KeyValue(), options)
+    group = RaftGroup(args.id, peers, args.data_dir, args.secret, KeyValue(), options, join=args.join)
     await group.start()
     server = await serve_clients(group, peers[args.id][0], args.client_port)
     stop = asyncio.Event()
@@ -204,6 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--election-ticks", type=int, default=0, help="override the election timeout (ticks)")
     parser.add_argument("--no-fsync", action="store_true", help="skip fsync (only to measure its cost)")
     parser.add_argument("--write-on-loop", action="store_true", help="fsync on the event loop thread (to compare)")
+    parser.add_argument("--join", action="store_true", help="an empty data dir rejoins an existing cluster (lost disk)")
     args = parser.parse_args(argv)
     if not args.secret:
         parser.error("give the cluster secret with --secret or PYGMY_RAFT_SECRET")
@@ -213,7 +218,13 @@ def main(argv: list[str] | None = None) -> None:
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(_run(args))
+    try:
+        asyncio.run(_run(args))
+    except StorageCorrupt as exc:
+        # One line, and an exit status that tells a supervisor not to restart it: damage needs an operator
+        # (wipe the member and start it with --join).
+        print(f"raft member {args.id} refuses to start: {exc}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_STORAGE_CORRUPT)
     sys.stdout.flush()
 
 

@@ -45,7 +45,9 @@ class SimConfig:
     bugs: frozenset[str] = frozenset()
     liveness_ticks: int = 150  # once faults stop, a new write must complete within this many ticks
     op_ticks: int = 60  # a client gives up on a read after this long (writes: see SimClient.retry_writes_until)
-    check_timeout: float = 20.0  # seconds for the linearizability search before it gives up
+    # Steps of the linearizability search before it gives up (about 1.2M steps/s here): a budget in steps, not
+    # seconds, so that a seed's verdict never depends on how loaded the machine is.
+    check_steps: int = 20_000_000
     sessions: bool = True  # False: writes carry no session, so retried ones may apply twice (what sessions are for)
     session_table: int = 10_000  # sessions a replica keeps; registering beyond expires the least recently active
     session_idle_entries: int | None = None  # also expire sessions idle for more than this many log entries
@@ -527,7 +529,7 @@ class Simulation:
         return ops + self.probe.history
 
     def check_history(self) -> CheckResult:
-        return check(self.history(), self.workload.model, timeout=self.config.check_timeout)
+        return check(self.history(), self.workload.model, timeout=None, max_steps=self.config.check_steps)
 
 
 def _brief(m: Message) -> str:

@@ -17,13 +17,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pygmy.raft.core import NotLeader, RaftCore, Ready
-from pygmy.raft.driver import STEPS, Crash, ReadyDriver, encode_batch
+from pygmy.raft.driver import STEPS, Crash, ReadyDriver, encode_batch, resume
 from pygmy.raft.messages import Entry, Message, Role, Snapshot
 from pygmy.raft.sessions import SessionStateMachine
-from pygmy.raft.sim.bugs import planted_core
+from pygmy.raft.sim.bugs import driver_class, planted_core
 from pygmy.raft.sim.disk import NodeDisk
 from pygmy.raft.sim.invariants import Violation
-from pygmy.raft.sim.bugs import driver_class
 from pygmy.raft.sim.workload import Request
 
 if TYPE_CHECKING:
@@ -56,23 +55,23 @@ class SimNode:
         sim = self.sim
         rng = random.Random(f"{sim.seed}:{self.id}:{self.incarnation}")
         persisted = self.disk.open_state()  # StorageCorrupt if the disk is damaged: the node stays down
+        config = sim.config
+        self.sm = SessionStateMachine(
+            self.machine(), max_sessions=config.session_table, idle_entries=config.session_idle_entries
+        )
+        applied, applied_term, hard_state = resume(self.sm, persisted)
+        self.applied = applied
         self.core = planted_core(
             self.id,
             sim.members,
             sim.raft_config,
             rng,
-            hard_state=persisted.hard_state,
+            hard_state=hard_state,
             snapshot=persisted.snapshot if persisted.snapshot.index else None,
             entries=persisted.entries,
+            applied=applied,
             bugs=sim.bugs,
         )
-        config = sim.config
-        self.sm = SessionStateMachine(
-            self.machine(), max_sessions=config.session_table, idle_entries=config.session_idle_entries
-        )
-        if persisted.snapshot.index:
-            self.sm.restore(persisted.snapshot.data)
-        self.applied = persisted.snapshot.index
         self.driver = driver_class(sim.bugs)(
             self.core,
             self.disk,
@@ -81,8 +80,8 @@ class SimNode:
             self,
             run_write=self._run_write,
             snapshot_every=sim.snapshot_every,
-            applied=persisted.snapshot.index,
-            applied_term=persisted.snapshot.term,
+            applied=applied,
+            applied_term=applied_term,
         )
         self.crash_at: str | None = None  # where the Ready being handled will be cut short, if at all
         self.proposals: dict[int, tuple[int, Request]] = {}  # index -> (term, request)
