@@ -132,7 +132,7 @@ class RaftGroup:
         self.state_machine = state_machine
         self._replicated = SessionStateMachine(state_machine)
         self.storage = RaftStorage(data_dir, sync=options.sync)
-        check_identity(self.storage.directory, cluster_id, node_id)
+        check_identity(self.storage, cluster_id, node_id)
         persisted = self.storage.state()
         if join and _is_empty(persisted):
             # Started empty in an existing cluster (its disk was lost): it votes only once it has caught up.

@@ -262,10 +262,10 @@ class RaftStorage:
 
     def _replace_snapshot_and_wal(self, snapshot: Snapshot, hard_state: HardState, entries: tuple[Entry, ...]) -> None:
         with self._writing():
-            self._replace_file(_SNAPSHOT, frame(_encode(snapshot)))
+            self.replace_file(_SNAPSHOT, frame(_encode(snapshot)))
             self._files.close(self._handle)
             self._handle = -1
-            self._replace_file(_WAL, frame(_encode(_Record(hard_state, entries))))
+            self.replace_file(_WAL, frame(_encode(_Record(hard_state, entries))))
             self._handle = self._files.open_append(self.directory / _WAL)
         self._snapshot = snapshot
         self._hard_state = self._written = hard_state
@@ -290,7 +290,7 @@ class RaftStorage:
             # new records would follow entries the snapshot replaced (and read back as a gap). The new
             # file holds no torn tail either.
             with self._writing():
-                self._replace_file(_WAL, frame(_encode(_Record(self._hard_state, self._entries_at_open))))
+                self.replace_file(_WAL, frame(_encode(_Record(self._hard_state, self._entries_at_open))))
         self._handle = self._files.open_append(wal_path)
         with self._writing():
             if valid < size and not stale:
@@ -340,7 +340,8 @@ class RaftStorage:
         stale = bool(replayed) and replayed[0].index <= self._snapshot.index
         return hard_state, _entries_after(replayed, self._snapshot), valid, len(data), stale
 
-    def _replace_file(self, name: str, content: bytes) -> None:
+    def replace_file(self, name: str, content: bytes) -> None:
+        """Write `content` as the file `name` in this directory, atomically and durably (for small files)."""
         temporary = self.directory / (name + ".tmp")
         handle = self._files.create(temporary)
         try:
@@ -350,6 +351,11 @@ class RaftStorage:
             self._files.close(handle)
         self._files.rename(temporary, self.directory / name)
         self._fsync_dir(self.directory)
+
+    def read_file(self, name: str) -> bytes | None:
+        """The content of the file `name` in this directory, or None if there is none."""
+        path = self.directory / name
+        return self._files.read(path) if self._files.exists(path) else None
 
     def _make_directory(self, path: Path) -> None:
         if self._files.exists(path):
