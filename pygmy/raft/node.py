@@ -165,6 +165,7 @@ class RaftGroup:
             applied_term=applied_term,
         )
         self._unproposed: list[tuple[bytes, asyncio.Future[bytes]]] = []  # until the next pass
+        self._retried: dict[bytes, asyncio.Future[bytes]] = {}  # pending session commands, by envelope
         self._proposals: dict[int, tuple[int, list[asyncio.Future[bytes]]]] = {}  # index -> (term, callers)
         self._unread: list[tuple[bytes, asyncio.Future[bytes]]] = []  # until the next pass
         self._reads: dict[int, list[tuple[bytes, asyncio.Future[bytes]]]] = {}  # ctx -> (query, caller)s
@@ -212,8 +213,15 @@ class RaftGroup:
     def submit(self, command: bytes, *, session: SessionId = 0, seq: int = 0, ack: int = 0) -> asyncio.Future[bytes]:
         """`propose` without the coroutine: the future of the result (servers answer from its callback)."""
         self._check_leader()
-        future: asyncio.Future[bytes] = self._running_loop().create_future()
         envelope = encode_command(session, seq, command, ack)
+        if seq and (pending := self._retried.get(envelope)) is not None and not pending.done():
+            # A retry of a session command still pending here: wait for the same entry rather than append
+            # another, or clients that retry faster than entries commit could grow the log without end.
+            return _follow(pending, self._running_loop().create_future())
+        future: asyncio.Future[bytes] = self._running_loop().create_future()
+        if seq:
+            self._retried[envelope] = future
+            future.add_done_callback(lambda _: self._retried.pop(envelope, None))
         self._unproposed.append((envelope, future))
         self._expire_after(future, self.options.propose_timeout, self._abandon_proposal)
         self._schedule()
@@ -458,6 +466,23 @@ class RaftGroup:
 
 def _is_empty(persisted: PersistedState) -> bool:
     return persisted.hard_state == HardState() and not persisted.entries and not persisted.snapshot.index
+
+
+def _follow(source: asyncio.Future[bytes], copy: asyncio.Future[bytes]) -> asyncio.Future[bytes]:
+    """`copy` gets `source`'s outcome; cancelling `copy` (its caller gave up) leaves `source` alone."""
+
+    def settle(done: asyncio.Future[bytes]) -> None:
+        if copy.done():
+            return
+        if done.cancelled():
+            copy.cancel()
+        elif (error := done.exception()) is not None:
+            copy.set_exception(error)
+        else:
+            copy.set_result(done.result())
+
+    source.add_done_callback(settle)
+    return copy
 
 
 def _fail(futures: list[asyncio.Future[bytes]], error: Exception) -> None:

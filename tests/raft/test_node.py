@@ -205,3 +205,18 @@ async def test_a_leader_without_a_quorum_fails_reads_and_proposals_within_their_
     # Nothing of the abandoned calls stays behind, in the runtime or in the core.
     assert (leader._reads, leader.driver._confirmed_reads, leader._proposals) == ({}, [], {})
     assert leader.core._pending_reads == []
+
+
+async def test_a_retry_of_a_pending_session_command_waits_for_the_same_entry(groups: dict[int, RaftGroup]) -> None:
+    leader = await leader_of(groups)
+    session = await leader.register_session(b"retrying-client")
+    before = leader.status().last_index
+    first = leader.submit(b"set:r", session=session, seq=1)
+    while leader.status().last_index == before:
+        await asyncio.sleep(0)  # until its entry is in the leader's log, not yet committed
+    assert not first.done()
+    retry = leader.submit(b"set:r", session=session, seq=1)  # the client timed out and asked again
+    assert await first == await retry
+    assert leader.status().last_index == before + 1  # one entry, not two
+    # Without a session, the same bytes are two commands: both are appended and applied.
+    assert await asyncio.gather(leader.propose(b"set:n"), leader.propose(b"set:n")) == [b"r", b"n"]

@@ -86,6 +86,7 @@ class SimNode:
         self.crash_at: str | None = None  # where the Ready being handled will be cut short, if at all
         self.proposals: dict[int, tuple[int, Request]] = {}  # index -> (term, request)
         self.reads: dict[int, Request] = {}  # ReadIndex ctx -> request
+        self._retried: dict[bytes, int] = {}  # envelope of a pending session command -> its index
         self._next_ctx = 0
 
     def crash(self) -> None:
@@ -125,8 +126,18 @@ class SimNode:
                 self.core.read_index(self._next_ctx)
                 self.reads[self._next_ctx] = req
             else:
-                index, term = self.core.propose(encode_batch([req.envelope()]))
-                self.proposals[index] = (term, req)
+                envelope = req.envelope()
+                index = self._retried.get(envelope) if req.seq or req.key else None
+                if index is not None and index in self.proposals and self.proposals[index][0] == self.core.term:
+                    # As the runtime does: a retry of a session command still pending here waits for the
+                    # same entry (the latest attempt gets the answer) instead of appending another.
+                    self.proposals[index] = (self.proposals[index][0], req)
+                else:
+                    index, term = self.core.propose(encode_batch([envelope]))
+                    self.proposals[index] = (term, req)
+                    if req.seq or req.key:
+                        self._retried = {e: i for e, i in self._retried.items() if i in self.proposals}
+                        self._retried[envelope] = index
         except NotLeader as exc:
             self.sim.reply(req, NOT_LEADER, exc.leader)
         self.pump()
