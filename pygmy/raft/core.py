@@ -227,10 +227,11 @@ class RaftCore:
         # A member that lost its disk and rejoined: no votes, no quorums, until its log reaches catch_up_to.
         self.catching_up = hard_state.catching_up
         self.catch_up_to = hard_state.catch_up_to
-        # Peers that told this catching-up member their term; a target is set only once a quorum has (see
-        # _on_term_probe_response). A target already set was set that way, so it needs no new round.
+        # Peers that told this catching-up member their term; a target is set only once all have (see
+        # _on_term_probe). A target already set was set that way, so it needs no new round.
         self._probe_replies: set[int] = set()
         self._probed = not self.catching_up or self.catch_up_to > 0
+        self._target_term = self.term  # the term of the leader whose last index is catch_up_to
         self._durable_last = self.log.last_index()  # what the runtime reported durable, for catching up
         self.commit = min(max(hard_state.commit, self.log.snapshot.index), self.log.last_index())
         self.applied = self.log.snapshot.index if applied is None else applied
@@ -594,10 +595,13 @@ class RaftCore:
 
     def _on_append_entries(self, m: AppendEntries) -> None:
         self._hear_from_leader(m.src)
-        if self.catching_up and self._probed and not self.catch_up_to:
+        if self.catching_up and self._probed and (not self.catch_up_to or self.term > self._target_term):
             # Every entry committed before this member lost its disk is in this leader's log (Leader
             # Completeness), so at most at its last index: once the member holds that much, it holds them all.
+            # A leader of a later term may hold less than an earlier one did (an uncommitted tail it lacks):
+            # its own last index becomes the target, or the member could wait for an index no log reaches.
             self.catch_up_to = max(1, m.leader_last_index)
+            self._target_term = self.term
         prev, prev_term, entries = m.prev_log_index, m.prev_log_term, m.entries
         last_matched = m.prev_log_index + len(m.entries)
         if prev < self.log.snapshot.index:
@@ -665,11 +669,14 @@ class RaftCore:
             self._become_follower(m.term, None)
             self._election_elapsed = elapsed
         self._probe_replies.add(m.src)
-        # A member may have voted, before it lost its disk, in a term only some peers know. Every election it
-        # voted in was won (if at all) by a quorum it belonged to, and any quorum of the *other* members meets
-        # that quorum minus it: so the highest term a quorum of peers reports is at least every term it voted
-        # in. From now on its term is at least that, so it can never vote or acknowledge in a term it forgot.
-        if len(self._probe_replies) >= self.quorum:
+        # A member may have voted, before it lost its disk, in a term only some peers know. A vote can still
+        # count only for a candidate that is alive in that term (one that restarted has lost its tally), and
+        # that candidate made the term durable before asking: so once *every* peer has answered, its term is
+        # at least every term in which a vote it forgot could still count. (A quorum is not enough: the
+        # candidate's requests to the others may still be in flight.) From then on its term is at least
+        # that, so it never votes in a term it forgot, and no deposed leader can recruit it. It waits for all
+        # peers: a member that lost its disk is an operator's event, and waiting is the price of not guessing.
+        if len(self._probe_replies) == len(self.peers):
             self._probed = True
 
     def _finish_catching_up(self, durable: int) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from pygmy.raft.messages import (
+    Entry,
     AppendEntries,
     AppendEntriesResponse,
     HardState,
@@ -132,3 +133,33 @@ def _conflicting_commits(cluster: Cluster) -> list[int]:
     """Indexes that nodes 1 and 2 both committed, with entries of different terms."""
     both = min(cluster[1].commit, cluster[2].commit)
     return [i for i in range(1, both + 1) if cluster[1].log.term_at(i) != cluster[2].log.term_at(i)]
+
+
+def test_a_member_catching_up_waits_for_every_peers_term_not_just_a_quorum() -> None:
+    # Five members; before its disk was lost, member 5 granted node 1 a vote in term 2, whose requests to the
+    # others are still in flight. Nodes 2-4 answer the probe with term 1: a quorum, but not the whole story.
+    core = make_core(5, members=(1, 2, 3, 4, 5), hard_state=WIPED)
+    for peer in (2, 3, 4):
+        core.step(TermProbeResponse(peer, 5, 1))
+    core.step(AppendEntries(3, 5, 1, 0, 0, (), 0, leader_last_index=4))  # leader 3 of term 1
+    drain(core)
+    assert core.catch_up_to == 0  # no target yet: node 1 has not answered
+    core.step(TermProbeResponse(1, 5, 2))
+    drain(core)
+    assert core.term == 2  # a vote it forgot could still count in term 2: it will never vote there
+    core.step(AppendEntries(3, 5, 1, 0, 0, (), 0, leader_last_index=4))  # the term-1 leader is now stale
+    assert core.catch_up_to == 0 and core.leader is None
+
+
+def test_a_target_taken_from_a_deposed_leader_gives_way_to_the_next_leaders_last_index() -> None:
+    # Leader 1 of term 2 had an uncommitted tail up to index 10; leader 2 of term 3 never had it.
+    core = make_core(3, hard_state=WIPED)
+    for peer in (1, 2):
+        core.step(TermProbeResponse(peer, 3, 2))
+    core.step(AppendEntries(1, 3, 2, 0, 0, (), 2, leader_last_index=10))
+    drain(core)
+    assert core.catch_up_to == 10
+    log = (Entry(1, 1), Entry(1, 2), Entry(3, 3))
+    core.step(AppendEntries(2, 3, 3, 0, 0, log, 3, leader_last_index=3))
+    drain(core)
+    assert not core.catching_up  # it holds all that leader has: no wait for an index no log will reach

@@ -87,6 +87,7 @@ class SimNode:
         self.proposals: dict[int, tuple[int, Request]] = {}  # index -> (term, request)
         self.reads: dict[int, Request] = {}  # ReadIndex ctx -> request
         self._retried: dict[bytes, int] = {}  # envelope of a pending session command -> its index
+        self._retried_at: dict[int, bytes] = {}  # ... and back
         self._next_ctx = 0
 
     def crash(self) -> None:
@@ -128,16 +129,19 @@ class SimNode:
             else:
                 envelope = req.envelope()
                 index = self._retried.get(envelope) if req.seq or req.key else None
-                if index is not None and index in self.proposals and self.proposals[index][0] == self.core.term:
+                # Still pending, in this term, and still this envelope: an index is reused after a leader change.
+                pending = index is not None and index in self.proposals and self._retried_at.get(index) == envelope
+                if pending and self.proposals[index][0] == self.core.term:
                     # As the runtime does: a retry of a session command still pending here waits for the
                     # same entry (the latest attempt gets the answer) instead of appending another.
                     self.proposals[index] = (self.proposals[index][0], req)
                 else:
                     index, term = self.core.propose(encode_batch([envelope]))
                     self.proposals[index] = (term, req)
+                    if (replaced := self._retried_at.pop(index, None)) is not None:
+                        self._retried.pop(replaced, None)  # that index now holds another proposal
                     if req.seq or req.key:
-                        self._retried = {e: i for e, i in self._retried.items() if i in self.proposals}
-                        self._retried[envelope] = index
+                        self._retried[envelope], self._retried_at[index] = index, envelope
         except NotLeader as exc:
             self.sim.reply(req, NOT_LEADER, exc.leader)
         self.pump()
