@@ -36,13 +36,19 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from pygmy.raft.core import NotLeader, RaftConfig, RaftCore, Ready, Status
 from pygmy.raft.driver import CommandRejected, ReadyDriver, encode_batch, resume
 from pygmy.raft.identity import check_identity
 from pygmy.raft.messages import Entry, HardState, Message, Role, Snapshot
-from pygmy.raft.sessions import SessionId, SessionStateMachine, decode_session, encode_command, encode_register
+from pygmy.raft.sessions import (
+    SessionId,
+    SessionStateMachine,
+    StateMachine,
+    decode_session,
+    encode_command,
+    encode_register,
+)
 from pygmy.raft.storage import PersistedState, RaftStorage
 from pygmy.raft.transport import Transport
 
@@ -59,18 +65,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-class StateMachine(Protocol):
-    """What a service replicates. `apply` must be deterministic: every replica applies the same commands."""
-
-    def apply(self, command: bytes) -> bytes: ...
-
-    def query(self, query: bytes) -> bytes: ...
-
-    def snapshot(self) -> bytes: ...
-
-    def restore(self, data: bytes) -> None: ...
 
 
 MAX_COMMANDS_PER_ENTRY = 1024
