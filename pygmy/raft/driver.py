@@ -210,7 +210,10 @@ class ReadyDriver:
         durable = self.storage.last_index
         if ready.entries:
             durable = min(durable, ready.entries[0].index - 1)  # a suffix this Ready replaces is not kept
-        cut = bisect.bisect_right([e.index for e in ready.committed], durable)
+        if not ready.committed:
+            return [], []
+        # Committed entries are consecutive: where the durable ones end follows from the first index alone.
+        cut = max(0, min(len(ready.committed), durable - ready.committed[0].index + 1))
         return ready.committed[:cut], ready.committed[cut:]
 
     def after_persist(self, ready: Ready, committed: list[Entry], sent: list[Message]) -> None:

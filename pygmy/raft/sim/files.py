@@ -18,6 +18,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
 
 class PowerLoss(OSError):
@@ -40,6 +41,9 @@ class _Dir:
 class _Fault:
     error: OSError
     power_loss: bool
+
+
+_N = TypeVar("_N", _File, _Dir)
 
 
 class MemoryFiles:
@@ -222,17 +226,16 @@ class MemoryFiles:
         return self._directory(PurePosixPath("/", *parts[:-1])), parts[-1]
 
     def _directory(self, path: Path | str) -> _Dir:
-        number = self._lookup(path)
-        node = self._nodes[number] if number is not None else None
-        if not isinstance(node, _Dir):
-            raise FileNotFoundError(errno.ENOENT, "no such directory", str(path))
-        return node
+        return self._node(path, _Dir, "no such directory")
 
     def _file(self, path: Path | str) -> _File:
+        return self._node(path, _File, "no such file")
+
+    def _node(self, path: Path | str, kind: type[_N], missing: str) -> _N:
         number = self._lookup(path)
         node = self._nodes[number] if number is not None else None
-        if not isinstance(node, _File):
-            raise FileNotFoundError(errno.ENOENT, "no such file", str(path))
+        if not isinstance(node, kind):
+            raise FileNotFoundError(errno.ENOENT, missing, str(path))
         return node
 
 
