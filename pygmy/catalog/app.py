@@ -1,83 +1,160 @@
-"""The catalog node's HTTP face (internal only): query books, search a topic, apply commands."""
+"""The catalog node's HTTP face (internal only): one replica of the catalog group.
+
+Reads (`/internal/books/{id}`, `/internal/search`, `/internal/ledger`) are served at the read level the
+caller asks (`pygmy.replica.http`: linearizable by default); writes (`POST /internal/apply`) go through the
+group's log on the leader, forwarded there from any replica. At the cluster's first start the leader loads
+the initial catalog through the log, in chunks, so every replica's books come from the log alone; until
+that is done, reads answer 503 `loading`.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
-from pygmy.catalog.books import DEFAULT_BOOKS, load_catalog_file, topic_code
-from pygmy.catalog.state_machine import CatalogStateMachine, CommandError
-from pygmy.catalog.store import CatalogStore
-from pygmy.common.errors import bad_request, not_found
-from pygmy.common.params import parse_id
-from pygmy.common.jsonio import json_response, read_json_object
+from pygmy.catalog.books import DEFAULT_BOOKS, Book, load_catalog_file
+from pygmy.catalog.machine import CatalogMachine
+from pygmy.catalog.state_machine import validate_update
+from pygmy.common.errors import bad_request, not_found, unavailable
+from pygmy.common.jsonio import read_json_object
+from pygmy.common.params import parse_id, parse_page
 from pygmy.common.server import make_app
+from pygmy.common.tier_client import TierClient
 from pygmy.config import Config, Node
+from pygmy.replica.group import NotLeader, ProposalDropped, Replica
+from pygmy.replica.http import REPLICA, add_replica_routes, answer, on_leader, read
+from pygmy.replica.machine import CommandError
 
 log = logging.getLogger(__name__)
 
-MACHINE = web.AppKey("catalog_state_machine", CatalogStateMachine)
-
-
-def open_catalog(path: Path, catalog_file: Path | None) -> CatalogStore:
-    """Open the node's database, loading the default or given catalog the first time only."""
-    store = CatalogStore(path)
-    if store.is_empty():
-        books = load_catalog_file(catalog_file) if catalog_file else list(DEFAULT_BOOKS)
-        count = store.seed(books)
-        log.info("loaded %d books from %s", count, catalog_file or "the default catalog")
-    elif catalog_file:
-        log.warning("%s already holds a catalog; ignoring --catalog %s", path, catalog_file)
-    return store
+SEED_CHUNK = 5000  # books per seed entry: a 500,000-book catalog is 100 entries of ~400 KB
+WRITE_OPS = {"decrement", "update", "resolve", "forget"}
+MAX_SEARCH_PAGE = 1000
 
 
 async def get_book(request: web.Request) -> web.Response:
     item = parse_id(request.match_info["item"])
-    book = request.app[MACHINE].store.book(item)
-    if book is None:
+    result, level = await read(request, {"op": "book", "item": item})
+    _check_loaded(result)
+    if result["book"] is None:
         raise not_found(f"no book with id {item}", "unknown_item")
-    return json_response(book.to_json())
+    return answer(request, result["book"], index=result["index"], level=level)
 
 
 async def search(request: web.Request) -> web.Response:
     topic = request.query.get("topic", "")
     if not topic.strip():
         raise bad_request("give a topic to search, e.g. ?topic=ds", "bad_topic")
-    store = request.app[MACHINE].store
-    code = store.resolve_topic(topic_code(topic))
-    if code is None:
+    offset, limit = parse_page(request.query.get("offset"), request.query.get("limit"), max_limit=MAX_SEARCH_PAGE)
+    result, level = await read(request, {"op": "search", "topic": topic, "offset": offset, "limit": limit})
+    _check_loaded(result)
+    if result["topic"] is None:
         raise not_found(f"no topic {topic!r}", "unknown_topic")
-    return json_response({"topic": code, "items": store.titles_in_topic(code)})
+    body = {"topic": result["topic"], "items": result["items"], "offset": offset, "limit": limit, "total": result["total"]}
+    return answer(request, body, index=result["index"], level=level)
+
+
+async def ledger(request: web.Request) -> web.Response:
+    """Per book: stock, initial stock, restocks and copies sold (for `pygmy check`)."""
+    offset, limit = parse_page(request.query.get("offset"), request.query.get("limit"), max_limit=100_000)
+    result, level = await read(request, {"op": "ledger", "offset": offset, "limit": limit})
+    body = {"books": result["books"], "offset": offset, "limit": limit, "total": result["total"]}
+    return answer(request, body, index=result["index"], level=level)
 
 
 async def apply_command(request: web.Request) -> web.Response:
     command = await read_json_object(request)
-    try:
-        result = request.app[MACHINE].apply(command)
-    except CommandError as exc:
-        raise bad_request(str(exc), "bad_body") from None
-    if command.get("op") == "update":
-        log.info("update of item %s: %s", command.get("item"), result.get("book") if result.get("ok") else result.get("error"))
-    return json_response(result)
+    op = command.get("op")
+    if op not in WRITE_OPS:
+        raise bad_request(f"unknown catalog command {op!r}", "bad_body")
+    if op == "update":
+        try:
+            validate_update(command)
+        except CommandError as exc:
+            raise bad_request(str(exc), "bad_body") from None
+    replica = request.app[REPLICA]
+
+    async def run() -> web.Response:
+        try:
+            result = await replica.propose(command)
+        except CommandError as exc:
+            raise bad_request(str(exc), "bad_body") from None
+        if op == "update":
+            log.info("update of item %s: %s", command.get("item"), result.get("book") if result.get("ok") else result.get("error"))
+        return answer(request, result, index=replica.machine.applied_index)
+
+    # A command with a request id (or a watermark) may be sent again after an unknown outcome: the
+    # machine applies it once. A restock without one may not.
+    idempotent = command.get("request_id") is not None or op == "forget"
+    return await on_leader(request, run, idempotent=idempotent)
 
 
 async def health(request: web.Request) -> web.Response:
-    return json_response({"status": "up"})
+    return answer(request, {"status": "up"})
 
 
-async def create_app(config: Config, node: Node) -> web.Application:
-    store = open_catalog(config.node_dir(node) / "catalog.sqlite3", config.catalog_file)
+def _check_loaded(result: dict[str, Any]) -> None:
+    if result.get("loading"):
+        raise unavailable("the catalog is still loading its books; retry shortly", code="loading")
+
+
+def initial_books(config: Config) -> list[Book]:
+    return load_catalog_file(config.catalog_file) if config.catalog_file else list(DEFAULT_BOOKS)
+
+
+async def seed_when_leader(replica: Replica, config: Config) -> None:
+    """On the leader of a fresh cluster: propose the initial catalog, chunk by chunk, until it is in the log."""
+    books: list[Book] | None = None
+    while True:
+        await asyncio.sleep(0.05)
+        if not replica.is_leader():
+            continue
+        try:
+            state = await replica.read_linearizable({"op": "seeded"})
+            if state["seeded"]:
+                return
+            books = books if books is not None else initial_books(config)
+            start = state["next"] * SEED_CHUNK
+            chunk = books[start:start + SEED_CHUNK]
+            last = start + SEED_CHUNK >= len(books)
+            await replica.propose({"op": "seed", "chunk": state["next"], "books": [b.to_json() for b in chunk], "last": last})
+            if last:
+                log.info("%s loaded %d books through the log from %s", replica.node.name, len(books),
+                         config.catalog_file or "the default catalog")
+        except (NotLeader, ProposalDropped, TimeoutError):
+            continue
+
+
+async def create_app(config: Config, node: Node, *, join: bool = False) -> web.Application:
+    node_dir = config.node_dir(node)
+    node_dir.mkdir(parents=True, exist_ok=True)
+    machine = CatalogMachine(node_dir / "catalog.sqlite3")
+    replica = Replica(config, node, machine, join=join)
+    tiers = TierClient(config.cluster_secret)
     app = make_app("catalog", config.cluster_secret)
-    app[MACHINE] = CatalogStateMachine(store)
+    add_replica_routes(app, replica, tiers)
     app.router.add_get("/internal/books/{item}", get_book)
     app.router.add_get("/internal/search", search)
+    app.router.add_get("/internal/ledger", ledger)
     app.router.add_post("/internal/apply", apply_command)
     app.router.add_get("/internal/health", health)
 
-    async def close(_: web.Application) -> None:
-        store.close()
+    async def lifecycle(_: web.Application):  # type: ignore[no-untyped-def]
+        await replica.start()
+        seeder = asyncio.create_task(seed_when_leader(replica, config))
+        yield
+        seeder.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await seeder
+        await replica.stop()
+        await tiers.close()
 
-    app.on_cleanup.append(close)
+    app.cleanup_ctx.append(lifecycle)
     return app
+
+
+

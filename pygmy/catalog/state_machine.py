@@ -1,30 +1,37 @@
-"""The catalog as a state machine: every write is a command, applied deterministically and durably.
+"""The catalog as a state machine: every write is a command, applied deterministically.
 
-`apply(command) -> result` touches nothing but the catalog's own SQLite file, so the same sequence of
-commands gives the same books on every replica; consensus slots in underneath without changing it.
+`execute(command) -> result` touches nothing but the catalog's own tables, inside the caller's transaction
+(the replicated machine's, one per log entry), so the same sequence of commands gives the same books on
+every replica.
 
 Commands (JSON objects):
+- `{"op": "seed", "chunk": 0, "books": [...], "last": false}`: the initial catalog, through the log in
+  chunks at the cluster's first start; a chunk is applied only in its turn and never after the last.
 - `{"op": "decrement", "item": 1, "request_id": "o17.0"}`: take one copy for a buy; fails cleanly at 0.
 - `{"op": "update", "item": 1, "stock_delta": 5, "cost": 12.5}`: admin restock/reprice; stock never negative.
 - `{"op": "resolve", "request_id": "o17.0"}`: the order tier settling a buy it lost track of: the
   decrement's result if it was applied, otherwise the request is marked aborted so it never applies later.
-A command with a `request_id` is applied at most once; a retry returns the first result.
+- `{"op": "forget", "below": 120}`: the order group's watermark: every order below it is settled, so the
+  results of their requests are dropped, and any request of theirs that still arrives is refused
+  (`expired`): a late decrement can never apply after its order was settled without it.
+A command with a `request_id` is applied at most once; a retry returns the first result (and a retry that
+names another item than the first is refused as `request_mismatch`, never answered with the other's result).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from typing import Any
 
+from pygmy.catalog.books import Book
 from pygmy.catalog.store import CatalogStore
 from pygmy.common.metrics import COMMANDS
+from pygmy.replica.machine import CommandError
 
 Result = dict[str, Any]
-
-
-class CommandError(ValueError):
-    """A command that is malformed; nothing was changed."""
+ORDER_REQUEST = re.compile(r"o(\d{1,18})\.(\d{1,9})")
 
 
 class CatalogStateMachine:
@@ -32,23 +39,67 @@ class CatalogStateMachine:
         self.store = store
 
     def apply(self, command: dict[str, Any]) -> Result:
+        """`execute` in a transaction of its own (a catalog used outside a replicated group)."""
+        with self.store.transaction():
+            return self.execute(command)
+
+    def execute(self, command: dict[str, Any]) -> Result:
         op = command.get("op")
         handler = _HANDLERS.get(op)  # type: ignore[arg-type]
         if handler is None:
             raise CommandError(f"unknown catalog command {op!r}")
         request_id = command.get("request_id")
-        if request_id is not None and not isinstance(request_id, str):
-            raise CommandError("request_id must be a string")
-        with self.store.transaction():
-            if request_id is not None:
-                previous = self.store.request_result(request_id)
-                if previous is not None:
-                    return previous
-            result = handler(self.store, command)
-            if request_id is not None:
-                self.store.record_request(request_id, result)
+        if request_id is not None and (not isinstance(request_id, str) or not 0 < len(request_id) <= 100):
+            raise CommandError("request_id must be a string of 1 to 100 characters")
+        order_id = _order_of(request_id)
+        if request_id is not None:
+            if order_id is not None and order_id < self.store.setting("watermark"):
+                return {"ok": False, "error": "expired"}
+            previous = self.store.request(request_id)
+            if previous is not None:
+                item, result = previous
+                if op == "decrement" and item is not None and command.get("item") != item:
+                    return {"ok": False, "error": "request_mismatch"}
+                return result
+        result = handler(self.store, command)
+        if request_id is not None:
+            item = command.get("item") if isinstance(command.get("item"), int) else None
+            self.store.record_request(request_id, result, order_id=order_id, item=item)
         COMMANDS.labels("catalog", op, "ok" if result.get("ok") else result.get("error", "failed")).inc()
         return result
+
+
+def _order_of(request_id: str | None) -> int | None:
+    match = ORDER_REQUEST.fullmatch(request_id) if request_id else None
+    return int(match.group(1)) if match else None
+
+
+def _seed(store: CatalogStore, command: dict[str, Any]) -> Result:
+    chunk, books, last = command.get("chunk"), command.get("books"), command.get("last")
+    if not isinstance(chunk, int) or not isinstance(books, list) or not isinstance(last, bool):
+        raise CommandError("seed needs chunk, books and last")
+    if store.setting("seeded") or chunk != store.setting("seed_next"):
+        return {"ok": False, "error": "not_in_turn", "next": store.setting("seed_next"), "seeded": bool(store.setting("seeded"))}
+    try:
+        parsed = [Book(**b) for b in books]
+    except TypeError:
+        raise CommandError("seed books need id, title, topic, stock and cost") from None
+    store.add_books(parsed)
+    store.set_setting("seed_next", chunk + 1)
+    if last:
+        store.set_setting("seeded", 1)
+    return {"ok": True, "next": chunk + 1, "seeded": last}
+
+
+def _forget(store: CatalogStore, command: dict[str, Any]) -> Result:
+    below = command.get("below")
+    if not isinstance(below, int) or isinstance(below, bool) or below < 0:
+        raise CommandError("forget needs a watermark 'below' >= 0")
+    current = store.setting("watermark")
+    if below <= current:
+        return {"ok": True, "watermark": current, "forgotten": 0}
+    store.set_setting("watermark", below)
+    return {"ok": True, "watermark": below, "forgotten": store.forget_requests_below(below)}
 
 
 def _decrement(store: CatalogStore, command: dict[str, Any]) -> Result:
@@ -58,7 +109,7 @@ def _decrement(store: CatalogStore, command: dict[str, Any]) -> Result:
     if book.stock <= 0:
         return {"ok": False, "error": "out_of_stock", "book": book.to_json()}
     book = dataclasses.replace(book, stock=book.stock - 1)
-    store.set_book(book)
+    store.set_book(book, sold=1)
     return {"ok": True, "book": book.to_json()}
 
 
@@ -73,7 +124,7 @@ def _update(store: CatalogStore, command: dict[str, Any]) -> Result:
     if book.stock + delta < 0:
         return {"ok": False, "error": "negative_stock", "book": book.to_json()}
     book = dataclasses.replace(book, stock=book.stock + delta, cost=float(cost))
-    store.set_book(book)
+    store.set_book(book, restocked=delta)
     return {"ok": True, "book": book.to_json()}
 
 
@@ -109,4 +160,4 @@ def validate_update(command: dict[str, Any]) -> None:
         raise CommandError("cost is out of range")
 
 
-_HANDLERS = {"decrement": _decrement, "update": _update, "resolve": _resolve}
+_HANDLERS = {"decrement": _decrement, "update": _update, "resolve": _resolve, "seed": _seed, "forget": _forget}

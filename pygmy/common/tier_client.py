@@ -32,6 +32,7 @@ class Reply:
     status: int
     body: Any
     server_timing: str | None
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 class TierClient:
@@ -60,21 +61,25 @@ class TierClient:
         url: str,
         *,
         json: Any = None,
+        raw: bytes | None = None,
         params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
         timeout: float | None = None,
     ) -> Reply:
         session = self._ensure_session()
-        kwargs: dict[str, Any] = {"params": params}
+        kwargs: dict[str, Any] = {"params": params, "headers": dict(headers or {})}
         if json is not None:
-            kwargs["data"] = orjson.dumps(json)
-            kwargs["headers"] = {"Content-Type": "application/json"}
+            raw = orjson.dumps(json)
+        if raw is not None:
+            kwargs["data"] = raw
+            kwargs["headers"]["Content-Type"] = "application/json"
         if timeout is not None:
             kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout)
         try:
             async with session.request(method, url, **kwargs) as resp:
                 raw = await resp.read()
                 body = orjson.loads(raw) if raw else None
-                return Reply(resp.status, body, resp.headers.get("Server-Timing"))
+                return Reply(resp.status, body, resp.headers.get("Server-Timing"), dict(resp.headers))
         except aiohttp.ClientConnectorError as exc:
             raise TierUnavailable(f"{method} {url}: cannot connect: {exc}", sent=False) from exc
         except (aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError) as exc:

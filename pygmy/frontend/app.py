@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from importlib import resources
 from typing import Any
 
@@ -18,23 +19,26 @@ from pygmy.common.server import make_app
 from pygmy.common.tier_client import TierClient, TierUnavailable
 from pygmy.common.timing import add_downstream
 from pygmy.config import Config
+from pygmy.replica.client import GroupClient
 
 log = logging.getLogger(__name__)
 
 CONFIG = web.AppKey("config", Config)
 TIERS = web.AppKey("tiers", TierClient)
-# The serving node's base URL per backend tier, resolved once: the hot path only looks it up.
+# A client per backend group: it knows the replicas, goes to the leader first and fails over to the others.
 BACKENDS = web.AppKey("backends", dict)
 OPENAPI = web.AppKey("openapi", bytes)
 HEALTH_TIMEOUT = 0.5
 UPDATE_FIELDS = {"stock_delta", "cost"}
 
 
-async def _call(request: web.Request, tier: str, method: str, path: str, **kwargs: Any) -> Any:
-    """Call the serving node of a backend tier; its errors become ours, its silence a 503."""
-    url = request.app[BACKENDS][tier] + path
+async def _call(
+    request: web.Request, tier: str, method: str, path: str, *, idempotent: bool = True, **kwargs: Any
+) -> Any:
+    """Call a backend group (any replica, the leader first); its errors become ours, its silence a 503."""
+    group: GroupClient = request.app[BACKENDS][tier]
     try:
-        reply = await request.app[TIERS].call(method, url, **kwargs)
+        reply = await group.call(method, path, idempotent=idempotent, **kwargs)
     except TierUnavailable as exc:
         log.warning("%s tier unreachable: %s", tier, exc)
         if exc.sent and method == "POST":
@@ -61,8 +65,9 @@ async def search(request: web.Request) -> web.Response:
         raise bad_request("give a topic: /search/ds or /search?topic=ds", "bad_topic")
     if len(topic) > 200:
         raise bad_request("topic is too long", "bad_topic")
-    body = await _call(request, "catalog", "GET", "/internal/search", params={"topic": topic})
-    return json_response(body)
+    offset, limit = parse_page(request.query.get("offset"), request.query.get("limit"))
+    params = {"topic": topic, "offset": str(offset), "limit": str(limit)}
+    return json_response(await _call(request, "catalog", "GET", "/internal/search", params=params))
 
 
 async def lookup(request: web.Request) -> web.Response:
@@ -72,7 +77,9 @@ async def lookup(request: web.Request) -> web.Response:
 
 async def buy(request: web.Request) -> web.Response:
     item = parse_id(request.match_info.get("item") or request.query.get("item"))
-    key = parse_idempotency_key(request.headers.get("Idempotency-Key"))
+    # Without a key of the client's, the frontend makes one: then a buy whose answer was lost in a
+    # failover is sent again to the next order replica and still opens one order.
+    key = parse_idempotency_key(request.headers.get("Idempotency-Key")) or f"fe-{uuid.uuid4().hex}"
     order = await _call(request, "order", "POST", "/internal/buy", json={"item": item, "idempotency_key": key})
     return json_response(order)
 
@@ -96,7 +103,7 @@ async def update_book(request: web.Request) -> web.Response:
     if unknown:
         raise bad_request(f"unknown field(s): {', '.join(sorted(unknown))}", "bad_body")
     result = await _call(
-        request, "catalog", "POST", "/internal/apply", json={"op": "update", "item": item, **body}
+        request, "catalog", "POST", "/internal/apply", json={"op": "update", "item": item, **body}, idempotent=False
     )
     if result.get("ok"):
         return json_response(result["book"])
@@ -107,24 +114,46 @@ async def update_book(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
+    """The status document (docs/contracts.md): every node of every tier, and each group's leader."""
     config = request.app[CONFIG]
     backends = [n for n in config.nodes if n.kind != "frontend"]
     answers = await asyncio.gather(*(_probe(request.app[TIERS], n.url) for n in backends))
-    nodes = [{"kind": "frontend", "id": n.id, "url": n.url, "status": "up"} for n in config.of_kind("frontend")]
-    serving = {config.serving("catalog"), config.serving("order")}
-    for node, up in zip(backends, answers):
-        status = "up" if up else ("down" if node in serving else "standby")
-        nodes.append({"kind": node.kind, "id": node.id, "url": node.url, "status": status})
-    ok = all(n["status"] == "up" for n in nodes if n["status"] != "standby")
-    return json_response({"status": "ok" if ok else "degraded", "nodes": nodes})
+    nodes: list[dict[str, Any]] = [
+        {"kind": "frontend", "id": n.id, "name": n.name, "url": n.url, "status": "up", "role": "frontend"}
+        for n in config.of_kind("frontend")
+    ]
+    for node, status in zip(backends, answers):
+        nodes.append(status or {"kind": node.kind, "id": node.id, "name": node.name, "url": node.url,
+                                "status": "down", "role": None})
+    groups = {kind: _group(kind, [n for n in nodes if n["kind"] == kind]) for kind in ("catalog", "order")}
+    if any(g["leader"] is None for g in groups.values()):
+        overall = "unavailable"
+    elif all(n["status"] == "up" for n in nodes):
+        overall = "ok"
+    else:
+        overall = "degraded"
+    return json_response({"status": overall, "groups": groups, "nodes": nodes})
 
 
-async def _probe(tiers: TierClient, url: str) -> bool:
+def _group(kind: str, nodes: list[dict[str, Any]]) -> dict[str, Any]:
+    leaders = [n for n in nodes if n.get("role") == "leader"]
+    leader = max(leaders, key=lambda n: n["term"]) if leaders else None
+    up = sum(1 for n in nodes if n["status"] == "up")
+    return {
+        "leader": leader["name"] if leader else None,
+        "term": leader["term"] if leader else max((n.get("term") or 0 for n in nodes), default=0),
+        "replicas": len(nodes),
+        "up": up,
+        "quorum": up > len(nodes) // 2,
+    }
+
+
+async def _probe(tiers: TierClient, url: str) -> dict[str, Any] | None:
     try:
-        reply = await tiers.call("GET", f"{url}/internal/health", timeout=HEALTH_TIMEOUT)
+        reply = await tiers.call("GET", f"{url}/internal/status", timeout=HEALTH_TIMEOUT)
     except TierUnavailable:
-        return False
-    return reply.status == 200
+        return None
+    return reply.body if reply.status == 200 and isinstance(reply.body, dict) else None
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -136,7 +165,7 @@ async def create_app(config: Config) -> web.Application:
     app[CONFIG] = config
     tiers = TierClient(config.cluster_secret)
     app[TIERS] = tiers
-    app[BACKENDS] = {tier: config.serving(tier).url for tier in ("catalog", "order")}
+    app[BACKENDS] = {tier: GroupClient(tiers, [n.url for n in config.of_kind(tier)]) for tier in ("catalog", "order")}
     app[OPENAPI] = resources.files("pygmy.frontend").joinpath("openapi.json").read_bytes()
     r = app.router
     r.add_get("/search", search)

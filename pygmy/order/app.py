@@ -1,4 +1,8 @@
-"""The order node's HTTP face (internal only): buy, get an order, list orders."""
+"""The order node's HTTP face (internal only): one replica of the order group.
+
+A buy runs on the order group's leader (any replica forwards it there); order queries are served at the
+read level the caller asks (linearizable by default, see `pygmy.replica.http`).
+"""
 
 from __future__ import annotations
 
@@ -8,15 +12,17 @@ import contextlib
 from aiohttp import web
 
 from pygmy.common.errors import bad_request, not_found
-from pygmy.common.jsonio import json_response, read_json_object
+from pygmy.common.jsonio import read_json_object
 from pygmy.common.params import parse_id, parse_idempotency_key, parse_page
 from pygmy.common.server import make_app
 from pygmy.common.tier_client import TierClient
 from pygmy.common.timing import add_downstream
 from pygmy.config import Config, Node
 from pygmy.order.buying import BuyService
-from pygmy.order.state_machine import OrderStateMachine
-from pygmy.order.store import OrderStore
+from pygmy.order.machine import OrderMachine
+from pygmy.replica.client import GroupClient
+from pygmy.replica.group import Replica
+from pygmy.replica.http import REPLICA, add_replica_routes, answer, on_leader, read
 
 BUYS = web.AppKey("buy_service", BuyService)
 
@@ -26,51 +32,73 @@ async def buy(request: web.Request) -> web.Response:
     item, key = body.get("item"), parse_idempotency_key(body.get("idempotency_key"))
     if not isinstance(item, int) or isinstance(item, bool) or item <= 0:
         raise bad_request("item must be a positive integer", "bad_item")
-    order, timings = await request.app[BUYS].buy(item, key)
-    for timing in timings:
-        add_downstream(request, timing)
-    return json_response(order.to_json())
+
+    async def run() -> web.Response:
+        order, timings = await request.app[BUYS].buy(item, key)
+        for timing in timings:
+            add_downstream(request, timing)
+        return answer(request, order.to_json(), index=request.app[REPLICA].machine.applied_index)
+
+    # With a key, a buy may be sent again after an unknown outcome: the key opens one order only.
+    return await on_leader(request, run, idempotent=key is not None)
 
 
 async def get_order(request: web.Request) -> web.Response:
     order_id = parse_id(request.match_info["order_id"], "order_id")
-    order = request.app[BUYS].machine.store.get(order_id)
-    if order is None or order.status != "done":
+    result, level = await read(request, {"op": "order", "order_id": order_id})
+    order = result["order"]
+    if order is None or order["status"] != "done":
         raise not_found(f"no order with id {order_id}", "unknown_order")
-    return json_response(order.to_json())
+    body = {k: order[k] for k in ("order_id", "item", "title", "cost", "time")}
+    return answer(request, body, index=result["index"], level=level)
 
 
 async def list_orders(request: web.Request) -> web.Response:
     offset, limit = parse_page(request.query.get("offset"), request.query.get("limit"))
-    orders, total = request.app[BUYS].machine.store.done(offset, limit)
-    return json_response(
-        {"orders": [o.to_json() for o in orders], "offset": offset, "limit": limit, "total": total}
-    )
+    result, level = await read(request, {"op": "orders", "offset": offset, "limit": limit})
+    body = {"orders": result["orders"], "offset": offset, "limit": limit, "total": result["total"]}
+    return answer(request, body, index=result["index"], level=level)
+
+
+async def ledger(request: web.Request) -> web.Response:
+    """Done orders per item and how many are pending (for `pygmy check`)."""
+    result, level = await read(request, {"op": "ledger"})
+    return answer(request, {"done_by_item": result["done_by_item"], "pending": result["pending"]},
+                  index=result["index"], level=level)
 
 
 async def health(request: web.Request) -> web.Response:
-    return json_response({"status": "up"})
+    return answer(request, {"status": "up"})
 
 
-async def create_app(config: Config, node: Node) -> web.Application:
-    store = OrderStore(config.node_dir(node) / "orders.sqlite3")
+async def create_app(config: Config, node: Node, *, join: bool = False) -> web.Application:
+    node_dir = config.node_dir(node)
+    node_dir.mkdir(parents=True, exist_ok=True)
+    replica = Replica(config, node, OrderMachine(node_dir / "orders.sqlite3"), join=join)
     tiers = TierClient(config.cluster_secret)
-    service = BuyService(OrderStateMachine(store), tiers, config.serving("catalog").url)
+    catalog = GroupClient(tiers, [n.url for n in config.of_kind("catalog")])
+    service = BuyService(replica, catalog)
     app = make_app("order", config.cluster_secret)
+    add_replica_routes(app, replica, tiers)
     app[BUYS] = service
     app.router.add_post("/internal/buy", buy)
     app.router.add_get("/internal/orders/{order_id}", get_order)
     app.router.add_get("/internal/orders", list_orders)
+    app.router.add_get("/internal/ledger", ledger)
     app.router.add_get("/internal/health", health)
 
-    async def settler(_: web.Application):  # type: ignore[no-untyped-def]
+    async def lifecycle(_: web.Application):  # type: ignore[no-untyped-def]
+        await replica.start()
         task = asyncio.create_task(service.run_settler())
         yield
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await replica.stop()
         await tiers.close()
-        store.close()
 
-    app.cleanup_ctx.append(settler)
+    app.cleanup_ctx.append(lifecycle)
     return app
+
+
+

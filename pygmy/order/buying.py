@@ -1,11 +1,17 @@
 """The buy path: open an order, take a copy at the catalog, record the outcome — and finish what a crash left.
 
 Invariant: every copy the catalog gave out belongs to exactly one `done` order. It holds because
-1. the order is durably `pending` before the catalog is asked;
-2. the catalog applies each attempt's request id at most once and remembers the result;
-3. a pending order nobody is working on (after a crash or a timeout) is settled by asking the catalog
-   to `resolve` its request id: the stored result if the decrement happened, else the id is marked
-   aborted so a delayed decrement can never apply afterwards.
+1. the order is `pending` in the order group's log (committed on a majority) before the catalog is asked;
+2. the catalog group applies each request id at most once, through whichever leader and however often
+   it is retried, and remembers the result;
+3. a pending order nobody is working on (after a crash, a leader change or a timeout) is settled by the
+   order group's leader, asking the catalog to `resolve` its request id: the stored result if the
+   decrement happened, else the id is marked aborted so a delayed decrement can never apply afterwards;
+4. the settler advances a watermark through the order log (every order below it is settled) and hands it
+   to the catalog, which then forgets those requests and refuses any of them that still arrives.
+The buy runs on the order group's leader (a follower forwards it there). Two nodes settling the same
+order at once (an old leader that has not yet heard it was deposed) is harmless: resolve and settle are
+idempotent and the first settle wins.
 """
 
 from __future__ import annotations
@@ -17,26 +23,34 @@ from typing import Any
 
 from pygmy.common.errors import ApiError, not_found, unavailable
 from pygmy.common.metrics import ORDERS
-from pygmy.common.tier_client import Reply, TierClient, TierUnavailable
-from pygmy.order.state_machine import OrderStateMachine, order_from_state
+from pygmy.common.tier_client import Reply, TierUnavailable
+from pygmy.order.state_machine import order_from_state
 from pygmy.order.store import Order
+from pygmy.replica.client import GroupClient
+from pygmy.replica.group import NotLeader, ProposalDropped, Replica
 
 log = logging.getLogger(__name__)
 
 SETTLE_INTERVAL = 1.0  # seconds between sweeps for orphaned pending orders
+WATERMARK_INTERVAL = 5.0  # seconds between advances of the watermark
+SETTLE_RETRY_DEADLINE = 5.0
 
 
 class BuyService:
-    def __init__(self, machine: OrderStateMachine, tiers: TierClient, catalog_url: str) -> None:
-        self.machine = machine
-        self.tiers = tiers
-        self.catalog_url = catalog_url
+    def __init__(self, replica: Replica, catalog: GroupClient) -> None:
+        self.replica = replica
+        self.catalog = catalog
         # Orders this process is driving right now; a concurrent retry with the same key joins in.
         self._in_flight: dict[int, asyncio.Task[tuple[Order, list[str]]]] = {}
+        self._seen_pending: set[int] = set()  # pending at the previous sweep (not just begun)
+        self._watermark_sent = 0
 
     async def buy(self, item: int, key: str | None) -> tuple[Order, list[str]]:
-        """The settled order and the catalog's Server-Timing entries; ApiError for 404/409/503."""
-        result = self.machine.apply({"op": "begin", "item": item, "time": _now(), "idempotency_key": key})
+        """The settled order and the catalog's Server-Timing entries; ApiError for 404/409/503.
+
+        Runs on the leader; NotLeader or ProposalDropped from the `begin` pass up (the HTTP layer goes to
+        the new leader, and retries a buy with a key, which opens one order however often it is sent)."""
+        result = await self.replica.propose({"op": "begin", "item": item, "time": _now(), "idempotency_key": key})
         if result.get("error") == "key_reused":
             raise ApiError(422, "idempotency_key_reused", "this Idempotency-Key was used to buy another item")
         order = order_from_state(result["order"])
@@ -53,7 +67,7 @@ class BuyService:
         return _outcome(order), timings
 
     async def _take_copy(self, order: Order, *, fresh: bool) -> tuple[Order, list[str]]:
-        """Ask the catalog for a copy under this attempt's request id. `fresh`: this attempt has never
+        """Ask the catalog for a copy under this order's request id. `fresh`: this attempt has never
         been sent before (so a failure to connect proves the catalog never saw it)."""
         try:
             reply = await self._catalog({"op": "decrement", "item": order.item, "request_id": order.request_id})
@@ -61,7 +75,7 @@ class BuyService:
             # The copy may or may not be taken: leave the order pending for the settler to resolve.
             if fresh and not exc.sent:
                 # This attempt never reached the catalog: settle it as not taken, so the answer is definite.
-                self._settle(order, {"ok": False, "error": "aborted"})
+                await self._settle(order, {"ok": False, "error": "aborted"})
                 raise unavailable("the catalog tier cannot be reached; retry shortly") from None
             log.warning("order %d: catalog went silent (%s); left pending", order.order_id, exc)
             raise unavailable(
@@ -70,15 +84,15 @@ class BuyService:
                 code="outcome_unknown",
             ) from None
         timings = [reply.server_timing] if reply.server_timing else []
-        return self._settle(order, reply.body), timings
+        return await self._settle(order, reply.body), timings
 
-    def _settle(self, order: Order, result: dict[str, Any]) -> Order:
+    async def _settle(self, order: Order, result: dict[str, Any]) -> Order:
         book = result.get("book") or {}
         if result.get("ok"):
             status = "done"
         else:
             status = {"out_of_stock": "out_of_stock", "not_found": "unknown_item"}.get(result.get("error", ""), "aborted")
-        settled = self.machine.apply({
+        settled = await self._propose_settle({
             "op": "settle", "order_id": order.order_id, "attempt": order.attempt, "status": status,
             "title": book.get("title"), "cost": book.get("cost"),
         })
@@ -88,34 +102,74 @@ class BuyService:
             log.info("order %d: item %d %s (attempt %d)", final.order_id, final.item, final.status, final.attempt)
         return final
 
+    async def _propose_settle(self, command: dict[str, Any]) -> dict[str, Any]:
+        """A settle is idempotent (the first one wins), so an unknown outcome is simply proposed again.
+        If this node stopped leading, the new leader's settler finishes the order: the caller gets 503."""
+        deadline = asyncio.get_running_loop().time() + SETTLE_RETRY_DEADLINE
+        while True:
+            try:
+                return await self.replica.propose(command)
+            except ProposalDropped:
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise
+            await asyncio.sleep(0.02)
+
     async def _catalog(self, command: dict[str, Any]) -> Reply:
-        reply = await self.tiers.call("POST", f"{self.catalog_url}/internal/apply", json=command)
+        # Every catalog command the order tier sends carries a request id (or is a watermark): it may be
+        # sent again, to any catalog replica, after an unknown outcome.
+        reply = await self.catalog.call("POST", "/internal/apply", json=command, idempotent=True)
         if reply.status != 200 or not isinstance(reply.body, dict):
             raise TierUnavailable(f"catalog answered {reply.status}")
         return reply
 
     async def settle_orphans(self) -> int:
-        """Resolve pending orders no task is driving (left by a crash or a catalog timeout)."""
+        """Resolve pending orders no task is driving (left by a crash, a leader change or a catalog timeout).
+
+        An order is taken only if it was pending at the previous sweep too, so one that was just begun
+        (and whose buy is about to ask the catalog) is not aborted under its feet."""
+        pending = (await self.replica.read_linearizable({"op": "pending"}))["orders"]
+        seen, self._seen_pending = self._seen_pending, {o["order_id"] for o in pending}
         settled = 0
-        for order in self.machine.store.pending():
-            if order.order_id in self._in_flight:
+        for state in pending:
+            order = order_from_state(state)
+            if order.order_id in self._in_flight or order.order_id not in seen:
                 continue
             try:
                 reply = await self._catalog({"op": "resolve", "request_id": order.request_id})
             except TierUnavailable:
                 return settled  # try again on the next sweep
-            final = self._settle(order, reply.body)
+            final = await self._settle(order, reply.body)
             log.info("order %d settled after interruption: %s", order.order_id, final.status)
             settled += 1
         return settled
 
+    async def advance_watermark(self) -> int:
+        """Through the order log, then to the catalog: the orders below the watermark are all settled."""
+        result = await self.replica.propose({"op": "watermark", "time": _now()})
+        below = int(result["below"])
+        if below > self._watermark_sent:
+            await self._catalog({"op": "forget", "below": below})
+            self._watermark_sent = below
+        return below
+
     async def run_settler(self) -> None:
+        """On the leader only: finish orphaned orders every second, advance the watermark every few."""
+        last_watermark = 0.0
+        loop = asyncio.get_running_loop()
         while True:
+            await asyncio.sleep(SETTLE_INTERVAL)
+            if not self.replica.is_leader():
+                self._seen_pending = set()
+                continue
             try:
                 await self.settle_orphans()
+                if loop.time() - last_watermark >= WATERMARK_INTERVAL:
+                    await self.advance_watermark()
+                    last_watermark = loop.time()
+            except (NotLeader, ProposalDropped, TimeoutError, TierUnavailable) as exc:
+                log.info("settler paused: %s", exc)
             except Exception:  # keep sweeping; one bad sweep must not end recovery
                 log.exception("settling pending orders failed")
-            await asyncio.sleep(SETTLE_INTERVAL)
 
 
 def _outcome(order: Order) -> Order:

@@ -1,26 +1,32 @@
-"""The order log as a state machine: `apply(command) -> result`, deterministic, durable per command.
+"""The order log as a state machine: `execute(command) -> result`, deterministic (the replicated machine
+runs it inside the transaction of its log entry; `apply` runs it in a transaction of its own).
 
 A buy is two commands around the catalog's decrement, so a crash at any point leaves a record that
 says what to finish (see `pygmy.order.buying`):
 - `{"op": "begin", "item": 1, "time": "...", "idempotency_key": "k" | null}` opens a pending order
   (or returns the one already opened with that key);
 - `{"op": "settle", "order_id": 7, "attempt": 0, "status": "done", "title": ..., "cost": ...}` records
-  the outcome of that attempt; a settle for an order already settled or a stale attempt changes nothing.
+  the outcome of that attempt; a settle for an order already settled or a stale attempt changes nothing;
+- `{"op": "watermark", "time": "...", "keep_keys": 86400}` answers the lowest order id still pending (every
+  order below it is settled: the catalog may forget their requests) and drops the idempotency keys of
+  settled orders placed more than `keep_keys` seconds before `time`. A retry with a key is recognised for
+  at least that long; a retry after it is a new buy.
+A retry with the key of an aborted order opens a new order (a new id) and moves the key to it, so that an
+order id is pending only once: below the watermark, no request of an order can still be sent.
 The time comes in the command, not from the clock, so every replica applies the same thing.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from typing import Any
 
 from pygmy.order.store import Order, OrderStore
+from pygmy.replica.machine import CommandError
 
 OUTCOMES = ("done", "out_of_stock", "unknown_item", "aborted")
-
-
-class CommandError(ValueError):
-    """A malformed command; nothing was changed."""
+KEEP_KEYS_SECONDS = 24 * 3600
 
 
 class OrderStateMachine:
@@ -28,13 +34,29 @@ class OrderStateMachine:
         self.store = store
 
     def apply(self, command: dict[str, Any]) -> dict[str, Any]:
-        op = command.get("op")
         with self.store.transaction():
-            if op == "begin":
-                return self._begin(command)
-            if op == "settle":
-                return self._settle(command)
+            return self.execute(command)
+
+    def execute(self, command: dict[str, Any]) -> dict[str, Any]:
+        op = command.get("op")
+        if op == "begin":
+            return self._begin(command)
+        if op == "settle":
+            return self._settle(command)
+        if op == "watermark":
+            return self._watermark(command)
         raise CommandError(f"unknown order command {op!r}")
+
+    def _watermark(self, command: dict[str, Any]) -> dict[str, Any]:
+        time, keep = command.get("time"), command.get("keep_keys", KEEP_KEYS_SECONDS)
+        if not isinstance(time, str) or not isinstance(keep, int) or keep < 0:
+            raise CommandError("watermark needs a time and keep_keys seconds")
+        try:
+            cutoff = datetime.datetime.fromisoformat(time) - datetime.timedelta(seconds=keep)
+        except ValueError:
+            raise CommandError("watermark time must be an ISO timestamp") from None
+        forgotten = self.store.forget_keys_before(cutoff.isoformat(timespec="milliseconds"))
+        return {"below": self.store.watermark(), "keys_forgotten": forgotten}
 
     def _begin(self, command: dict[str, Any]) -> dict[str, Any]:
         item, time, key = command.get("item"), command.get("time"), command.get("idempotency_key")
@@ -46,14 +68,14 @@ class OrderStateMachine:
         if existing.item != item:
             return {"error": "key_reused", "order": _state(existing)}
         if existing.status == "aborted":
-            # The earlier attempt was settled as "nothing taken"; a retry with the key tries again.
-            retried = dataclasses.replace(existing, status="pending", attempt=existing.attempt + 1, time=time)
-            self.store.update(retried)
-            return {"order": _state(retried), "created": True}
+            # The earlier order was settled as "nothing taken"; a retry with the key is a new order.
+            self.store.release_key(existing.order_id)
+            return {"order": _state(self.store.insert(item, time, key)), "created": True}
         return {"order": _state(existing), "created": False}
 
     def _settle(self, command: dict[str, Any]) -> dict[str, Any]:
-        order = self.store.get(int(command.get("order_id", 0)))
+        order_id = command.get("order_id")
+        order = self.store.get(order_id) if isinstance(order_id, int) else None
         status = command.get("status")
         if order is None or status not in OUTCOMES:
             raise CommandError("settle needs a known order_id and an outcome")

@@ -47,8 +47,8 @@ class Order:
 
 
 class OrderStore:
-    def __init__(self, path: Path) -> None:
-        self.conn = open_database(path)
+    def __init__(self, where: Path | sqlite3.Connection) -> None:
+        self.conn = open_database(where) if isinstance(where, Path) else where
         self.conn.executescript(SCHEMA)
 
     def transaction(self) -> Transaction:
@@ -84,6 +84,38 @@ class OrderStore:
         ).fetchall()
         total = self.conn.execute("SELECT COUNT(*) FROM orders WHERE status = 'done'").fetchone()[0]
         return [_order(r) for r in rows], int(total)
+
+    def release_key(self, order_id: int) -> None:
+        self.conn.execute("UPDATE orders SET idempotency_key = NULL WHERE order_id = ?", (order_id,))
+
+    def forget_keys_before(self, time: str) -> int:
+        """Drop the idempotency keys of settled orders placed before `time` (an ISO timestamp)."""
+        return self.conn.execute(
+            "UPDATE orders SET idempotency_key = NULL WHERE idempotency_key IS NOT NULL "
+            "AND status != 'pending' AND time < ?", (time,),
+        ).rowcount
+
+    def watermark(self) -> int:
+        """The lowest pending order id, or the next id if none is pending: every order below is settled."""
+        row = self.conn.execute("SELECT MIN(order_id) FROM orders WHERE status = 'pending'").fetchone()
+        if row[0] is not None:
+            return int(row[0])
+        return int(self.conn.execute("SELECT COALESCE(MAX(order_id), 0) + 1 FROM orders").fetchone()[0])
+
+    def done_by_item(self) -> dict[int, int]:
+        rows = self.conn.execute("SELECT item, COUNT(*) FROM orders WHERE status = 'done' GROUP BY item")
+        return {int(r[0]): int(r[1]) for r in rows}
+
+    def count_pending(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM orders WHERE status = 'pending'").fetchone()[0])
+
+    def rows(self) -> Any:
+        return (tuple(r) for r in self.conn.execute("SELECT * FROM orders ORDER BY order_id"))
+
+    def replace_rows(self, rows: list[list[Any]]) -> None:
+        self.conn.execute("DELETE FROM orders")
+        if rows:
+            self.conn.executemany(f"INSERT INTO orders VALUES ({', '.join('?' * len(rows[0]))})", rows)
 
     def pending(self) -> list[Order]:
         rows = self.conn.execute("SELECT * FROM orders WHERE status = 'pending' ORDER BY order_id")

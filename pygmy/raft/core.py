@@ -92,6 +92,7 @@ class Status:
     applied: int
     last_index: int
     snapshot_index: int
+    catching_up: bool = False  # a rejoined member that lost its disk: neither votes nor counts yet
 
 
 @dataclass
@@ -408,6 +409,7 @@ class RaftCore:
             applied=self.applied,
             last_index=self.log.last_index(),
             snapshot_index=self.log.snapshot.index,
+            catching_up=self.catching_up,
         )
 
     def term_at(self, index: int) -> int | None:

@@ -32,6 +32,7 @@ import asyncio
 import itertools
 import logging
 import random
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -168,6 +169,7 @@ class RaftGroup:
         self._ticker: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.failure: Exception | None = None  # set when this replica stopped itself (fail-stop)
+        self._heard: dict[int, float] = {}  # peer id -> when a message from it last arrived (monotonic)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -256,6 +258,16 @@ class RaftGroup:
         self._schedule()
         return future
 
+    def last_contact(self) -> float | None:
+        """Seconds since this replica last heard from its leader: 0 on the leader, None if no leader is known."""
+        status = self.core.status()
+        if status.leader is None:
+            return None
+        if status.leader == self.node_id:
+            return 0.0
+        heard = self._heard.get(status.leader)
+        return None if heard is None else time.monotonic() - heard
+
     def status(self) -> Status:
         return self.core.status()
 
@@ -318,7 +330,9 @@ class RaftGroup:
     def _deliver(self, messages: list[Message]) -> None:
         if self.failure is not None:
             return
+        now = time.monotonic()
         for message in messages:
+            self._heard[message.src] = now
             self.core.step(message)
         self._schedule()
 

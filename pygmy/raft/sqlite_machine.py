@@ -43,6 +43,8 @@ class SQLiteMachine:
         self.db.execute("PRAGMA synchronous=FULL")  # a commit is on disk before the next entry is acknowledged
         self.db.executescript(_BOOKKEEPING + self.SCHEMA)
         self._in_entry = False
+        # The log index the tables reflect, so that every read can say which state it was served from.
+        self.applied_index = self.durable_state()[0]
 
     # -- what a subclass writes -----------------------------------------------------------------------------
 
@@ -83,6 +85,7 @@ class SQLiteMachine:
         )
         self.db.execute("COMMIT")
         self._in_entry = False
+        self.applied_index = index
 
     def durable_state(self) -> tuple[int, int, bytes]:
         row = self.db.execute("SELECT applied_index, applied_term, sessions FROM _raft").fetchone()

@@ -26,7 +26,7 @@ import requests
 PYTHON = sys.executable
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
-SERVING = (("catalog", 0), ("order", 0), ("frontend", 0))  # until consensus, replica 0 of each tier serves
+SERVING = tuple((kind, i) for kind in ("catalog", "order") for i in range(3)) + (("frontend", 0),)  # every replica serves
 
 # Every process the tests started and may still be running: PID -> Popen.
 _LIVE: dict[int, subprocess.Popen[bytes]] = {}

@@ -1,0 +1,96 @@
+"""Calling a replicated tier: any of its replicas, the leader first when it is known, the next on failure.
+
+Every replica answers every request (a follower forwards writes to the leader), so choosing a replica is
+only about speed, and a dead one only costs a retry on the next: a request that certainly never reached
+a replica (connection refused) is always sent on; one whose outcome is unknown is sent on only if it is
+`idempotent` (a decrement under its request id, a buy under its idempotency key, a read). A 503 from a
+replica (no leader yet, still loading) is retried on the others until the deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from typing import Any
+
+from pygmy.common.tier_client import Reply, TierClient, TierUnavailable
+
+LEADER_HEADER = "X-Pygmy-Leader"
+RETRY_PAUSE = 0.05
+
+
+class GroupClient:
+    def __init__(self, tiers: TierClient, urls: list[str], *, deadline: float = 6.0) -> None:
+        self.tiers = tiers
+        self.urls = list(urls)
+        self.deadline = deadline
+        self.leader: str | None = None  # learned from the X-Pygmy-Leader header of any answer
+        self._turn = itertools.count()
+
+    def order(self, prefer_leader: bool) -> list[str]:
+        """Replicas in the order to try: the leader first (for writes), else a rotation (to spread reads)."""
+        start = next(self._turn) % len(self.urls)
+        rotation = self.urls[start:] + self.urls[:start]
+        if prefer_leader and self.leader in rotation:
+            rotation.remove(self.leader)
+            rotation.insert(0, self.leader)
+        return rotation
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        idempotent: bool,
+        prefer_leader: bool = True,
+        timeout: float | None = None,
+    ) -> Reply:
+        """The first definite answer (any status but 503) of a replica; TierUnavailable if none came in time.
+
+        The TierUnavailable's `sent` is False only if no attempt may have reached a replica.
+        """
+        end = time.monotonic() + self.deadline
+        sent = False
+        last: Exception | None = None
+        while True:
+            for url in self.order(prefer_leader):
+                try:
+                    reply = await self.tiers.call(method, url + path, json=json, params=params, timeout=timeout)
+                except TierUnavailable as exc:
+                    last = exc
+                    if self.leader == url:
+                        self.leader = None
+                    if exc.sent:
+                        sent = True
+                        if not idempotent:
+                            raise
+                    continue
+                self._learn(reply)
+                if reply.status != 503:
+                    return reply
+                last = TierUnavailable(f"{url} answered 503: {_message(reply)}", sent=True)
+                sent = sent or method != "GET"
+                last_reply = reply
+                if not idempotent and method != "GET" and _code(reply) == "outcome_unknown":
+                    return last_reply
+            if time.monotonic() >= end:
+                raise TierUnavailable(f"no replica answered: {last}", sent=sent)
+            await asyncio.sleep(RETRY_PAUSE)
+
+    def _learn(self, reply: Reply) -> None:
+        leader = reply.headers.get(LEADER_HEADER)
+        if leader in self.urls:
+            self.leader = leader
+
+
+def _code(reply: Reply) -> str | None:
+    error = reply.body.get("error") if isinstance(reply.body, dict) else None
+    return error.get("code") if isinstance(error, dict) else None
+
+
+def _message(reply: Reply) -> str:
+    error = reply.body.get("error") if isinstance(reply.body, dict) else None
+    return str(error.get("message")) if isinstance(error, dict) else str(reply.body)

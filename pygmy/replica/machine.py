@@ -1,0 +1,102 @@
+"""The JSON face of a tier's SQLite state machine, and what every tier's machine answers alike.
+
+A tier subclasses `TierMachine` with `command(db, cmd) -> result` and `lookup(db, query) -> answer` over
+JSON objects (dicts). This base adds what the replication layer needs of any tier:
+- every query answer carries `index`, the log index the state was read at;
+- the `index` query (what the leader tells a follower that serves a linearizable read);
+- the `digest` command: every replica hashes its state at the same log position and keeps the hash under
+  the command's id, so `pygmy check` can compare replicas exactly, even while writes go on;
+- a malformed command that reached the log is refused the same way on every replica (`CommandError`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from typing import Any, Iterable
+
+import orjson
+
+from pygmy.raft.driver import CommandRejected
+from pygmy.raft.sqlite_machine import SQLiteMachine
+
+Json = dict[str, Any]
+DIGESTS_KEPT = 32
+
+_DIGESTS = """
+CREATE TABLE IF NOT EXISTS _digests (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, hash TEXT NOT NULL, summary BLOB NOT NULL);
+"""
+
+
+class CommandError(CommandRejected, ValueError):
+    """A malformed command: nothing was changed, on any replica."""
+
+
+class TierMachine(SQLiteMachine):
+    def __init__(self, path: Any) -> None:
+        super().__init__(path)
+        self.db.row_factory = sqlite3.Row
+        self.db.executescript(_DIGESTS)
+
+    # -- what a tier writes ------------------------------------------------------------------------
+
+    def command(self, db: sqlite3.Connection, cmd: Json) -> Json:
+        raise NotImplementedError
+
+    def lookup(self, db: sqlite3.Connection, query: Json) -> Json:
+        raise NotImplementedError
+
+    def state_rows(self, db: sqlite3.Connection) -> Iterable[tuple[Any, ...]]:
+        """Every row that makes up the tier's state, in a fixed order (hashed by `digest`)."""
+        raise NotImplementedError
+
+    def summary(self, db: sqlite3.Connection) -> Json:
+        """A few totals to show beside a digest (books, stock; orders by status)."""
+        return {}
+
+    # -- SQLiteMachine ---------------------------------------------------------------------------
+
+    def execute(self, db: sqlite3.Connection, command: bytes) -> bytes:
+        cmd = _decode(command)
+        if cmd.get("op") == "digest":
+            return orjson.dumps(self._digest(db, cmd))
+        return orjson.dumps(self.command(db, cmd))
+
+    def read(self, db: sqlite3.Connection, query: bytes) -> bytes:
+        q = _decode(query)
+        op = q.get("op")
+        if op == "index":
+            answer: Json = {}
+        elif op == "digest":
+            row = db.execute("SELECT hash, summary FROM _digests WHERE id = ?", (str(q.get("id")),)).fetchone()
+            answer = {"found": False} if row is None else {
+                "found": True, "hash": row["hash"], "summary": orjson.loads(row["summary"])
+            }
+        else:
+            answer = self.lookup(db, q)
+        answer["index"] = self.applied_index
+        return orjson.dumps(answer)
+
+    def _digest(self, db: sqlite3.Connection, cmd: Json) -> Json:
+        digest_id = cmd.get("id")
+        if not isinstance(digest_id, str) or not 0 < len(digest_id) <= 64:
+            raise CommandError("digest needs an id")
+        h = hashlib.blake2b(digest_size=16)
+        for row in self.state_rows(db):
+            h.update(orjson.dumps(list(row)))
+            h.update(b"\n")
+        summary = self.summary(db)
+        seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM _digests").fetchone()[0]
+        db.execute("INSERT OR REPLACE INTO _digests VALUES (?, ?, ?, ?)", (digest_id, seq, h.hexdigest(), orjson.dumps(summary)))
+        db.execute("DELETE FROM _digests WHERE seq <= ?", (seq - DIGESTS_KEPT,))
+        return {"id": digest_id, "hash": h.hexdigest(), "summary": summary}
+
+
+def _decode(data: bytes) -> Json:
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise CommandError("not JSON") from None
+    if not isinstance(value, dict):
+        raise CommandError("expected a JSON object")
+    return value
