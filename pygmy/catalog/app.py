@@ -67,7 +67,7 @@ async def health(request: web.Request) -> web.Response:
     return json_response({"status": "up"})
 
 
-async def create_app(config: Config, node: Node) -> web.Application:
+async def create_app(config: Config, node: Node, *, join: bool = False) -> web.Application:
     store = open_catalog(config.node_dir(node) / "catalog.sqlite3", config.catalog_file)
     app = make_app("catalog", config.cluster_secret)
     app[MACHINE] = CatalogStateMachine(store)

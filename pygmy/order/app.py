@@ -52,7 +52,7 @@ async def health(request: web.Request) -> web.Response:
     return json_response({"status": "up"})
 
 
-async def create_app(config: Config, node: Node) -> web.Application:
+async def create_app(config: Config, node: Node, *, join: bool = False) -> web.Application:
     store = OrderStore(config.node_dir(node) / "orders.sqlite3")
     tiers = TierClient(config.cluster_secret)
     service = BuyService(OrderStateMachine(store), tiers, config.serving("catalog").url)
