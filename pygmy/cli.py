@@ -79,7 +79,7 @@ def up(
     restart: bool = typer.Option(True, "--restart/--no-restart", help="Restart a node that exits (with backoff)."),
 ) -> None:
     """Start the whole cluster on this machine and keep it running; Ctrl-C stops every node."""
-    from pygmy.cluster.launcher import Supervisor, install_stop_handlers
+    from pygmy.cluster.launcher import Supervisor, ignore_stop_signals, install_stop_handlers
 
     cfg = _config(config, data_dir, catalog)
     if replicas is not None:
@@ -106,6 +106,7 @@ def up(
     except KeyboardInterrupt:
         out.print("stopping the cluster...")
     finally:
+        ignore_stop_signals()
         supervisor.stop()
     out.print("all nodes stopped.")
 

@@ -218,9 +218,7 @@ class Supervisor:
         return [name for name, m in self.members.items() if not m.answered]
 
     def stop(self) -> None:
-        # A second Ctrl-C (or make passing the signal on) must not abort the stop half-way.
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_IGN)
+        """SIGTERM every running node, SIGKILL those that have not exited after the grace period."""
         procs = [m.proc for m in self.members.values() if m.proc is not None]
         for proc in procs:
             if proc.poll() is None:
@@ -256,14 +254,19 @@ def _answers(node: Node) -> bool:
         return False
 
 
+def ignore_stop_signals() -> None:
+    # A second Ctrl-C (or make passing the signal on) must not abort the stop half-way.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def install_stop_handlers() -> None:
     """Turn SIGTERM into KeyboardInterrupt so one code path stops the cluster for both."""
 
     def handler(signum: int, frame: object) -> None:
         # One-shot: make, a terminal and a supervisor may all pass the same stop on; the second copy
         # must not interrupt the clean stop the first one started.
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)
+        ignore_stop_signals()
         raise KeyboardInterrupt
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
