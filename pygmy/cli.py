@@ -12,6 +12,7 @@ from typing import Any, Awaitable, Callable, Optional
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pygmy.client.api import DEFAULT_URL, ApiCallError, Answer, PygmyClient
@@ -44,7 +45,7 @@ def _config(path: Optional[Path], data_dir: Optional[Path] = None, catalog: Opti
     try:
         config = load(path)
     except ConfigError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     if data_dir is not None:
         config = config.with_overrides(data_dir=data_dir.resolve())
@@ -70,33 +71,70 @@ def _check_catalog_file(config: Config) -> None:
 
 
 @app.command()
-def up(config: Optional[Path] = ConfigOpt, data_dir: Optional[Path] = DataDirOpt, catalog: Optional[Path] = CatalogOpt) -> None:
-    """Start the whole cluster on this machine; Ctrl-C stops every node."""
-    from pygmy.cluster.launcher import Cluster, install_stop_handlers
+def up(
+    config: Optional[Path] = ConfigOpt,
+    data_dir: Optional[Path] = DataDirOpt,
+    catalog: Optional[Path] = CatalogOpt,
+    replicas: Optional[int] = typer.Option(None, "--replicas", "-n", help="Catalog and order replicas each (odd). Default: as the config says."),
+    restart: bool = typer.Option(True, "--restart/--no-restart", help="Restart a node that exits (with backoff)."),
+) -> None:
+    """Start the whole cluster on this machine and keep it running; Ctrl-C stops every node."""
+    from pygmy.cluster.launcher import Supervisor, ignore_stop_signals, install_stop_handlers
 
     cfg = _config(config, data_dir, catalog)
+    if replicas is not None:
+        cfg = _or_exit(lambda: cfg.with_replicas(replicas))
     _check_catalog_file(cfg)
-    cluster = Cluster(cfg)
+    supervisor = Supervisor(cfg, restart=restart, report=_report)
     install_stop_handlers()
     try:
-        log_dir = cluster.start()
+        _or_exit(supervisor.start)
+        cfg = supervisor.config
         with out.status("starting nodes..."):
-            failed = cluster.wait_ready()
-        if failed:
-            err.print(f"[red]error:[/] {', '.join(failed)} did not start; see the logs in {log_dir}")
-            raise typer.Exit(1)
-        _print_health(_run(lambda c: c.health(), cfg.of_kind("frontend")[0].url).body)
-        out.print(f"Logs in {log_dir}. Data in {cfg.data_dir}. Frontend at [bold]{cfg.of_kind('frontend')[0].url}[/]. Ctrl-C stops the cluster.")
+            slow = supervisor.wait_ready()
+        if slow:
+            err.print(f"[yellow]not answering yet:[/] {', '.join(slow)}; see the logs in {supervisor.log_dir}", highlight=False)
+        frontend = cfg.of_kind("frontend")[0].url
+        _print_health_of(frontend)
+        out.print(f"Logs in {supervisor.log_dir}. Data in {cfg.data_dir}. Frontend at [bold]{frontend}[/]. Ctrl-C stops the cluster.")
         out.print(f"In another shell: [bold]{_pygmy_command()} buy 1[/], then [bold]{_pygmy_command()} lookup 1[/].")
-        while not (dead := cluster.dead()):
-            time.sleep(0.5)
-        err.print(f"[red]{', '.join(dead)} exited[/]; stopping the cluster (see {log_dir})")
+        while not supervisor.finished():
+            supervisor.poll()
+            time.sleep(0.2)
+        err.print(f"[red]every node has exited and none will be restarted[/]; see the logs in {supervisor.log_dir}")
         raise typer.Exit(1)
     except KeyboardInterrupt:
         out.print("stopping the cluster...")
     finally:
-        cluster.stop()
+        ignore_stop_signals()
+        supervisor.stop()
     out.print("all nodes stopped.")
+
+
+def _or_exit(step: Callable[[], Any]) -> Any:
+    """Run a step that may refuse the configuration: a clear message and exit 2, not a traceback."""
+    try:
+        return step()
+    except ConfigError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _report(line: str) -> None:
+    # Supervisor events are log lines: a timestamp, and no markup (paths and names are printed as they are).
+    out.print(f"{time.strftime('%H:%M:%S')} {line}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _print_health_of(url: str) -> None:
+    """The status table, or a warning if the frontend does not answer (the cluster keeps running)."""
+    async def go() -> Answer:
+        async with PygmyClient(url) as c:
+            return await c.health()
+
+    try:
+        _print_health(asyncio.run(go()).body)
+    except ApiCallError as exc:
+        err.print(f"[yellow]no status from {url}:[/] {exc.message}", highlight=False)
 
 
 @app.command()
@@ -106,6 +144,9 @@ def serve(
     config: Optional[Path] = ConfigOpt,
     data_dir: Optional[Path] = DataDirOpt,
     catalog: Optional[Path] = CatalogOpt,
+    join: bool = typer.Option(
+        False, "--join", help="This node's data directory was lost: rejoin the existing cluster as a non-voter until caught up."
+    ),
 ) -> None:
     """Run one node in the foreground (as a container or another host would)."""
     from pygmy.cluster.node import run_node
@@ -116,9 +157,12 @@ def serve(
     except ConfigError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
+    if join and kind is Kind.frontend:
+        err.print("[red]error:[/] --join is for catalog and order nodes: a frontend keeps no data")
+        raise typer.Exit(2)
     if kind is Kind.catalog:
         _check_catalog_file(cfg)
-    run_node(cfg, kind.value, node_id)  # type: ignore[arg-type]
+    run_node(cfg, kind.value, node_id, join=join)  # type: ignore[arg-type]
 
 
 @app.command()
@@ -320,14 +364,23 @@ def _print_books(books: list[dict[str, Any]]) -> None:
 
 
 def _print_health(body: dict[str, Any]) -> None:
+    """The frontend's status document as a table; Raft columns appear when the nodes report them."""
     colours = {"up": "green", "down": "red", "standby": "dim"}
-    table = Table(title=f"Cluster: {body['status']}")
-    for col in ("node", "url", "status"):
+    nodes = [n for n in body.get("nodes", []) if isinstance(n, dict)]
+    extra = [col for col in ("role", "term", "leader", "commit", "applied") if any(col in n for n in nodes)]
+    table = Table(title=f"Cluster: {body.get('status', '?')}")
+    for col in ("node", "url", "status", *extra):
         table.add_column(col)
-    for n in body["nodes"]:
-        colour = colours.get(n["status"], "white")
-        table.add_row(f"{n['kind']}-{n['id']}", n["url"], f"[{colour}]{n['status']}[/]")
+    for n in nodes:
+        status = str(n.get("status", "?"))
+        colour = colours.get(status, "white")
+        cells = [_cell(n.get(col)) for col in extra]
+        table.add_row(f"{n.get('kind', '?')}-{n.get('id', '?')}", str(n.get("url", "")), f"[{colour}]{status}[/]", *cells)
     out.print(table)
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
 
 
 def _pygmy_command() -> str:

@@ -10,7 +10,12 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+import tomli_w
+
+if TYPE_CHECKING:
+    from pygmy.raft.node import GroupOptions
 
 NodeKind = Literal["frontend", "catalog", "order"]
 KINDS: tuple[NodeKind, ...] = ("frontend", "catalog", "order")
@@ -71,8 +76,49 @@ raft_port = 9203
 """
 
 
+# Where a backend replica with an id past the configured ones listens: (HTTP, Raft) base ports, + id.
+DEFAULT_PORT_BASES: dict[str, tuple[int, int]] = {"catalog": (8101, 9101), "order": (8201, 9201)}
+BACKEND_KINDS: tuple[NodeKind, ...] = ("catalog", "order")
+
+
 class ConfigError(ValueError):
     """The configuration file is missing, malformed or inconsistent."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RaftSettings:
+    """The `[raft]` table: timing and durability of every backend group."""
+
+    tick_ms: int = 10
+    heartbeat_ticks: int = 3
+    election_ticks: int = 15
+    snapshot_every: int = 10_000
+    sync: bool = True
+
+    def __post_init__(self) -> None:
+        for key in ("tick_ms", "heartbeat_ticks", "election_ticks", "snapshot_every"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"raft.{key} must be a positive integer, not {value!r}")
+        if not isinstance(self.sync, bool):
+            raise ConfigError(f"raft.sync must be true or false, not {self.sync!r}")
+        if self.election_ticks <= 2 * self.heartbeat_ticks:
+            # A follower must be able to miss a heartbeat (or see one late) without starting an election.
+            raise ConfigError(
+                f"raft.election_ticks ({self.election_ticks}) must be more than twice raft.heartbeat_ticks "
+                f"({self.heartbeat_ticks}): otherwise one late heartbeat starts an election"
+            )
+
+    def group_options(self) -> "GroupOptions":
+        from pygmy.raft.core import RaftConfig
+        from pygmy.raft.node import GroupOptions
+
+        return GroupOptions(
+            tick_seconds=self.tick_ms / 1000,
+            raft=RaftConfig(election_ticks=self.election_ticks, heartbeat_ticks=self.heartbeat_ticks),
+            snapshot_every=self.snapshot_every,
+            sync=self.sync,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +145,9 @@ class Config:
     admin_token: str
     cluster_secret: str
     catalog_file: Path | None = None
+    raft: RaftSettings = RaftSettings()
+    # Recorded by every Raft member at its first start, so a node never joins another cluster's group.
+    cluster_id: str | None = None
     # Where the configuration came from, so child processes can be handed the same file.
     source: Path | None = None
 
@@ -128,6 +177,32 @@ class Config:
     def with_overrides(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)
 
+    def with_replicas(self, n: int) -> "Config":
+        """The same frontends with exactly `n` catalog and `n` order replicas on 127.0.0.1.
+
+        Replicas that exist keep their ports; new ones take the default pattern (catalog 8101+i / 9101+i,
+        order 8201+i / 9201+i).
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1 or n % 2 == 0:
+            raise ConfigError(
+                f"the number of replicas must be odd and at least 1, not {n}: an even group survives no more "
+                f"crashes than the odd group one smaller (both lose their majority at the same count), "
+                f"it only adds load"
+            )
+        nodes = list(self.of_kind("frontend"))
+        for kind in BACKEND_KINDS:
+            existing = {node.id: node for node in self.of_kind(kind)}
+            http_base, raft_base = DEFAULT_PORT_BASES[kind]
+            for i in range(n):
+                old = existing.get(i)
+                if old is not None and i < len(existing):
+                    nodes.append(dataclasses.replace(old, host="127.0.0.1"))
+                else:
+                    nodes.append(Node(kind, i, "127.0.0.1", http_base + i, raft_base + i))
+        nodes_t = tuple(nodes)
+        _check_unique(nodes_t)
+        return dataclasses.replace(self, nodes=nodes_t)
+
 
 def parse(text: str, *, base_dir: Path | None = None, source: Path | None = None) -> Config:
     try:
@@ -140,16 +215,36 @@ def parse(text: str, *, base_dir: Path | None = None, source: Path | None = None
     for kind in KINDS:
         if not any(n.kind == kind for n in nodes):
             raise ConfigError(f"the configuration needs at least one {kind} node")
+    check_groups(nodes)
     data_dir = Path(str(raw.get("data_dir", "data")))
     catalog_file = raw.get("catalog_file")
+    cluster_id = raw.get("cluster_id")
+    if cluster_id is not None and (not isinstance(cluster_id, str) or not cluster_id):
+        raise ConfigError("cluster_id must be a non-empty string")
     return Config(
         nodes=nodes,
         data_dir=data_dir if data_dir.is_absolute() else base_dir / data_dir,
         admin_token=_required_str(raw, "admin_token"),
         cluster_secret=_required_str(raw, "cluster_secret"),
         catalog_file=(base_dir / catalog_file) if catalog_file else None,
+        raft=_parse_raft(raw.get("raft", {})),
+        cluster_id=cluster_id,
         source=source,
     )
+
+
+def check_groups(nodes: tuple[Node, ...]) -> None:
+    """Every backend tier is a Raft group: an odd number of members, each with a Raft port."""
+    for kind in BACKEND_KINDS:
+        group = [n for n in nodes if n.kind == kind]
+        if len(group) % 2 == 0:
+            raise ConfigError(
+                f"the {kind} tier has {len(group)} nodes; give it an odd number (1, 3, 5): an even group survives "
+                f"no more crashes than the odd group one smaller, it only adds load"
+            )
+        for n in group:
+            if n.raft_port is None:
+                raise ConfigError(f"{n.name} needs a raft_port: its group's members talk to each other on it")
 
 
 def load(path: str | Path | None = None) -> Config:
@@ -165,19 +260,34 @@ def load(path: str | Path | None = None) -> Config:
 
 
 def dump(config: Config) -> str:
-    """Render a configuration as TOML (used to hand an edited configuration to child processes)."""
-    lines = [
-        f'data_dir = "{config.data_dir}"',
-        f'admin_token = "{config.admin_token}"',
-        f'cluster_secret = "{config.cluster_secret}"',
-    ]
+    """Render a configuration as TOML (used to hand an edited configuration to child processes).
+
+    Paths are written absolute, so the file means the same wherever it is put.
+    """
+    doc: dict[str, Any] = {
+        "data_dir": str(config.data_dir),
+        "admin_token": config.admin_token,
+        "cluster_secret": config.cluster_secret,
+    }
     if config.catalog_file:
-        lines.append(f'catalog_file = "{config.catalog_file}"')
-    for n in config.nodes:
-        lines += ["", "[[nodes]]", f'kind = "{n.kind}"', f"id = {n.id}", f'host = "{n.host}"', f"port = {n.port}"]
-        if n.raft_port is not None:
-            lines.append(f"raft_port = {n.raft_port}")
-    return "\n".join(lines) + "\n"
+        doc["catalog_file"] = str(config.catalog_file)
+    if config.cluster_id is not None:
+        doc["cluster_id"] = config.cluster_id
+    doc["raft"] = dataclasses.asdict(config.raft)
+    doc["nodes"] = [
+        {k: v for k, v in dataclasses.asdict(n).items() if v is not None} for n in config.nodes
+    ]
+    return tomli_w.dumps(doc)
+
+
+def _parse_raft(raw: Any) -> RaftSettings:
+    if not isinstance(raw, dict):
+        raise ConfigError("raft must be a table ([raft])")
+    known = {f.name for f in dataclasses.fields(RaftSettings)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"unknown key in [raft]: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    return RaftSettings(**raw)
 
 
 def _parse_node(position: int, raw: Any) -> Node:

@@ -286,3 +286,38 @@ def test_up_with_a_bad_catalog_file_fails_cleanly_and_leaves_no_node_running(tmp
     failed_cleanly(run_pygmy("up", "--config", str(layout.config_path), "--catalog", str(bad), timeout=60))
     still_listening = [n.name for n in layout.serving_nodes() if port_is_listening(n.port)]
     assert not still_listening, f"pygmy up failed but left {still_listening} running"
+
+
+# -- the status table ------------------------------------------------------------------------------
+
+
+def test_the_status_table_shows_raft_columns_when_the_nodes_report_them(capsys: pytest.CaptureFixture[str]) -> None:
+    from pygmy import cli
+
+    body = {
+        "status": "ok",
+        "nodes": [
+            {"kind": "frontend", "id": 0, "url": "http://127.0.0.1:1", "status": "up"},
+            {"kind": "catalog", "id": 1, "url": "http://127.0.0.1:2", "status": "up", "role": "leader", "term": 7, "leader": 1, "commit": 42, "applied": 41},
+        ],
+    }
+    cli._print_health(body)
+    table = capsys.readouterr().out
+    for word in ("role", "term", "commit", "applied", "leader", "catalog-1", "42", "41"):
+        assert word in table, table
+
+
+def test_the_status_table_of_a_plain_health_document_has_no_raft_columns(capsys: pytest.CaptureFixture[str]) -> None:
+    from pygmy import cli
+
+    cli._print_health({"status": "degraded", "nodes": [{"kind": "order", "id": 0, "url": "http://127.0.0.1:3", "status": "down"}]})
+    table = capsys.readouterr().out
+    assert "order-0" in table and "down" in table and "degraded" in table
+    assert "term" not in table
+
+
+@pytest.mark.parametrize("command, flags", [("up", ["--replicas", "--no-restart"]), ("serve", ["--join"])])
+def test_the_supervisor_flags_are_in_the_help(command: str, flags: list[str]) -> None:
+    out = succeeded(run_pygmy(command, "--help"))
+    for flag in flags:
+        assert flag in out

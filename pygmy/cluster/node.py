@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+from typing import Callable
+
 from aiohttp import web
 
 from pygmy.common.server import configure_logging, serve
 from pygmy.config import Config, NodeKind
+from pygmy.raft.storage import StorageCorrupt
+
+# EX_CONFIG from sysexits.h: the supervisor (`pygmy up`) reads it as "do not restart: the disk needs a human".
+EXIT_DAMAGED_STORAGE = 78
+
+log = logging.getLogger(__name__)
 
 
 def run_node(config: Config, kind: NodeKind, node_id: int, *, join: bool = False) -> None:
+    """Serve one node until SIGINT/SIGTERM.
+
+    `join`: this node's data directory was lost; it rejoins the existing cluster as a non-voter until it
+    has caught up, instead of bootstrapping a group of its own.
+    """
     node = config.node(kind, node_id)
     configure_logging(node.name)
 
@@ -25,4 +40,32 @@ def run_node(config: Config, kind: NodeKind, node_id: int, *, join: bool = False
 
         return await frontend_app(config)
 
-    serve(factory, node.host, node.port, node.name)
+    exit_if_storage_damaged(lambda: serve(factory, node.host, node.port, node.name), node.name, str(config.node_dir(node)))
+
+
+def exit_if_storage_damaged(run: Callable[[], None], name: str, directory: str) -> None:
+    """Run `run`; if it stops on damaged storage, say so in one line and exit 78 without a traceback.
+
+    Restarting would only fail the same way again, so the exit status tells the supervisor to leave it.
+    """
+    try:
+        run()
+    except BaseException as exc:
+        damage = _storage_damage(exc)
+        if damage is None:
+            raise
+        log.error("%s: its storage in %s is damaged (%s); wipe the directory to have it rebuilt from its peers", name, directory, damage)
+        sys.exit(EXIT_DAMAGED_STORAGE)
+
+
+def _storage_damage(exc: BaseException | None, depth: int = 0) -> StorageCorrupt | None:
+    """The StorageCorrupt behind `exc`, looking into exception groups and causes (a task group wraps it)."""
+    if exc is None or depth > 10:
+        return None
+    if isinstance(exc, StorageCorrupt):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _storage_damage(inner, depth + 1)) is not None:
+                return found
+    return _storage_damage(exc.__cause__, depth + 1)

@@ -22,7 +22,7 @@ import orjson
 from pygmy.config import Config, Node
 from pygmy.raft.core import Status
 from pygmy.raft.messages import Role
-from pygmy.raft.node import GroupOptions, NotLeader, ProposalDropped, RaftGroup, ReadTimeout
+from pygmy.raft.node import NotLeader, ProposalDropped, RaftGroup, ReadTimeout
 from pygmy.raft.sqlite_machine import SQLiteMachine
 
 log = logging.getLogger(__name__)
@@ -32,11 +32,6 @@ LEADER_WAIT = 5.0  # seconds a request waits for a leader to be elected before i
 
 class NoLeader(Exception):
     """The group has no leader this replica knows of, even after waiting: the caller answers 503."""
-
-
-def group_options(config: Config) -> GroupOptions:
-    raft = getattr(config, "raft", None)
-    return raft.group_options() if raft is not None else GroupOptions()
 
 
 class Replica:
@@ -50,10 +45,10 @@ class Replica:
         self.urls = {n.id: n.url for n in members}
         self.names = {n.id: n.name for n in members}
         peers = {n.id: (n.host, _raft_port(n)) for n in members}
-        cluster = getattr(config, "cluster_id", None) or "pygmy"
+        cluster = config.cluster_id or "pygmy"
         self.group = RaftGroup(
             node.id, peers, config.node_dir(node) / "raft", config.cluster_secret, machine,
-            group_options(config), join=join, cluster_id=f"{cluster}/{node.kind}",
+            config.raft.group_options(), join=join, cluster_id=f"{cluster}/{node.kind}",
         )
         self.started = time.time()
         self._watch: asyncio.Task[None] | None = None
@@ -191,4 +186,4 @@ def _raft_port(node: Node) -> int:
     return node.raft_port
 
 
-__all__ = ["NoLeader", "NotLeader", "ProposalDropped", "ReadTimeout", "Replica", "group_options"]
+__all__ = ["NoLeader", "NotLeader", "ProposalDropped", "ReadTimeout", "Replica"]
