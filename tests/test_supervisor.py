@@ -258,6 +258,8 @@ class UpCluster(Cluster):
     def __init__(self, root: Path, *flags: str) -> None:
         self.flags = flags
         super().__init__(root, mode="up")
+        if "--replicas" in flags:
+            self.replicas = int(flags[flags.index("--replicas") + 1])
 
     def up_args(self) -> list[str]:
         return [*super().up_args(), *self.flags]

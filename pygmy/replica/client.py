@@ -56,6 +56,7 @@ class GroupClient:
         sent = False
         last: Exception | None = None
         while True:
+            refused = 0
             for url in self.order(prefer_leader):
                 try:
                     reply = await self.tiers.call(method, url + path, json=json, params=params, timeout=timeout)
@@ -63,6 +64,7 @@ class GroupClient:
                     last = exc
                     if self.leader == url:
                         self.leader = None
+                    refused += not exc.sent
                     if exc.sent:
                         sent = True
                         if not idempotent:
@@ -73,9 +75,11 @@ class GroupClient:
                     return reply
                 last = TierUnavailable(f"{url} answered 503: {_message(reply)}", sent=True)
                 sent = sent or method != "GET"
-                last_reply = reply
                 if not idempotent and method != "GET" and _code(reply) == "outcome_unknown":
-                    return last_reply
+                    return reply
+            if refused == len(self.urls) and not sent:
+                # Every replica refused the connection: the whole group is down, not electing; say so now.
+                raise TierUnavailable(f"no replica of the group accepts connections: {last}", sent=False)
             if time.monotonic() >= end:
                 raise TierUnavailable(f"no replica answered: {last}", sent=sent)
             await asyncio.sleep(RETRY_PAUSE)

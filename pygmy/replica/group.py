@@ -27,7 +27,7 @@ from pygmy.raft.sqlite_machine import SQLiteMachine
 
 log = logging.getLogger(__name__)
 
-LEADER_WAIT = 5.0  # seconds a request waits for a leader to be elected before it is refused with a 503
+LEADER_WAIT = 3.0  # seconds a request waits for a leader to be elected before it is refused with a 503
 
 
 class NoLeader(Exception):

@@ -26,7 +26,7 @@ import requests
 PYTHON = sys.executable
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
-SERVING = tuple((kind, i) for kind in ("catalog", "order") for i in range(3)) + (("frontend", 0),)  # every replica serves
+REPLICAS = 3  # per backend group, in the configuration the tests write
 
 # Every process the tests started and may still be running: PID -> Popen.
 _LIVE: dict[int, subprocess.Popen[bytes]] = {}
@@ -140,9 +140,10 @@ class Cluster:
         ports = iter(free_ports(13))
         self.nodes = [NodeSpec("frontend", 0, next(ports), 0)]
         for kind in ("catalog", "order"):
-            self.nodes += [NodeSpec(kind, i, next(ports), next(ports)) for i in range(3)]
+            self.nodes += [NodeSpec(kind, i, next(ports), next(ports)) for i in range(REPLICAS)]
         self.config_path = root / "pygmy.toml"
         self.config_path.write_text(self.config_toml())
+        self.replicas = REPLICAS  # how many of each group run (`pygmy up --replicas` may start fewer)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.up_proc: subprocess.Popen[bytes] | None = None
         self._up_children: set[int] = set()
@@ -189,8 +190,13 @@ class Cluster:
     def secret_headers(self) -> dict[str, str]:
         return {"X-Pygmy-Secret": self.cluster_secret}
 
+    @property
+    def serving(self) -> list[tuple[str, int]]:
+        """Every node that runs: each replica of both groups (every replica serves), then the frontend."""
+        return [(kind, i) for kind in ("catalog", "order") for i in range(self.replicas)] + [("frontend", 0)]
+
     def serving_nodes(self) -> list[NodeSpec]:
-        return [self.node(kind, i) for kind, i in SERVING]
+        return [self.node(kind, i) for kind, i in self.serving]
 
     # -- processes --------------------------------------------------------------------------------
 
@@ -232,7 +238,7 @@ class Cluster:
             self.wait_ready(self.serving_nodes())
             self._up_children = set(children_of(self.up_proc.pid))
         else:
-            for kind, i in SERVING:
+            for kind, i in self.serving:
                 self.start_node(kind, i, wait=False)
             self.wait_ready(self.serving_nodes())
         return self
@@ -258,12 +264,12 @@ class Cluster:
         self.start_node(kind, node_id)
 
     def kill_all(self) -> None:
-        for kind, i in SERVING:
+        for kind, i in self.serving:
             self.kill(kind, i)
 
     def ensure_running(self) -> None:
         """Start again any serving node a previous test left dead."""
-        for kind, i in SERVING:
+        for kind, i in self.serving:
             proc = self.procs.get(f"{kind}-{i}")
             if proc is None or proc.poll() is not None:
                 self.start_node(kind, i)

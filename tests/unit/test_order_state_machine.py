@@ -53,22 +53,37 @@ def test_a_key_reused_for_another_item_is_refused(machine: OrderStateMachine) ->
     assert begin(machine, item=2, key="k1")["error"] == "key_reused"
 
 
-def test_an_aborted_order_is_retried_with_a_new_attempt_and_request_id(machine: OrderStateMachine) -> None:
+def test_a_retry_of_an_aborted_order_opens_a_new_order_that_takes_the_key(machine: OrderStateMachine) -> None:
     order = begin(machine, key="k1")["order"]
     settle(machine, order, "aborted")
     retried = begin(machine, key="k1")["order"]
-    assert retried["status"] == "pending" and retried["attempt"] == order["attempt"] + 1
+    # A new id (and so a new catalog request id): an order id is pending once only, so the watermark holds.
+    assert retried["status"] == "pending" and retried["order_id"] > order["order_id"]
+    assert machine.store.by_key("k1").order_id == retried["order_id"]  # type: ignore[union-attr]
+    assert machine.store.get(order["order_id"]).status == "aborted"  # type: ignore[union-attr]
+
+
+def test_the_watermark_is_the_lowest_pending_order_and_old_keys_are_forgotten(machine: OrderStateMachine) -> None:
+    first, second = begin(machine, key="old")["order"], begin(machine, key="new")["order"]
+    settle(machine, first, "done")
+    assert machine.apply({"op": "watermark", "time": T})["below"] == second["order_id"]
+    settle(machine, second, "done")
+    later = "2026-01-02T00:00:01.000+00:00"  # a day and a second after both
+    result = machine.apply({"op": "watermark", "time": later, "keep_keys": 86400})
+    assert result == {"below": second["order_id"] + 1, "keys_forgotten": 2}
+    assert begin(machine, key="old")["created"] is True  # after the retention, a key is a new buy
 
 
 def test_settling_twice_or_a_stale_attempt_changes_nothing(machine: OrderStateMachine) -> None:
     order = begin(machine, key="k1")["order"]
     settle(machine, order, "aborted")
     retried = begin(machine, key="k1")["order"]
-    stale = settle(machine, order, "done")  # the first attempt's outcome arrives late
+    stale = settle(machine, order, "done")  # the first order's outcome arrives late
     assert stale["changed"] is False
     settle(machine, retried, "out_of_stock")
     assert settle(machine, retried, "done")["changed"] is False
-    assert machine.store.get(order["order_id"]).status == "out_of_stock"  # type: ignore[union-attr]
+    assert machine.store.get(order["order_id"]).status == "aborted"  # type: ignore[union-attr]
+    assert machine.store.get(retried["order_id"]).status == "out_of_stock"  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(
