@@ -1,7 +1,8 @@
 """Crashes in the middle of buys: whatever is killed, every copy taken belongs to exactly one order.
 
-Buyers race against a small stock while the order or catalog process is killed with SIGKILL; after a
-restart the order tier's settler resolves the buys that were cut off. The invariant checked is the
+Buyers race against a small stock while the leader of the order or catalog group is killed with SIGKILL;
+the group elects another, the frontend and the order tier fail over to it, and the new order leader's
+settler resolves the buys that were cut off. The invariant checked is the
 one the buy path exists for: copies gone from the catalog == orders in the log, per item, and a
 retried Idempotency-Key never yields a second order.
 """
@@ -66,26 +67,29 @@ def _wait_until_settled(api: Api) -> tuple[int, int]:
         time.sleep(0.2)
 
 
-def _race_with_crashes(cluster: Cluster, victim: str, at_sales: list[int]) -> tuple[Api, Counter[int], list[str]]:
+def _race_with_crashes(cluster: Cluster, victim: str, at_sales: list[int]) -> tuple[Api, Counter[int], list[str], list[int]]:
     api = Api(cluster.frontend_url, cluster.admin_token)
     api.set_stock(ITEM, STOCK)
     keys = [f"crash-{victim}-{i}" for i in range(STOCK + 40)]  # more buyers than copies
     stop, outcomes = threading.Event(), Counter[int]()
     runner = threading.Thread(target=lambda: asyncio.run(_buy_loop(cluster.frontend_url, keys, stop, outcomes)))
     runner.start()
+    terms = [cluster.leader(victim)[1]]
     try:
         for sales in at_sales:
             deadline = time.monotonic() + 30
             while outcomes[200] < sales and runner.is_alive() and time.monotonic() < deadline:
                 time.sleep(0.002)
-            cluster.kill(victim)
+            leader, _ = cluster.leader(victim)
+            cluster.kill(victim, leader)
+            terms.append(cluster.leader(victim)[1])  # another replica took over ...
             time.sleep(0.3)
-            cluster.restart(victim)
+            cluster.restart(victim, leader)  # ... and the old leader comes back as a follower
         runner.join(timeout=90)
     finally:
         stop.set()
         runner.join(timeout=15)
-    return api, outcomes, keys
+    return api, outcomes, keys, terms
 
 
 @pytest.mark.parametrize("victim", ["order", "catalog"])
@@ -93,12 +97,13 @@ def test_every_copy_taken_belongs_to_exactly_one_order_when_a_tier_is_killed_mid
     make_cluster: Callable[..., Cluster], victim: str
 ) -> None:
     cluster = make_cluster(f"crash-{victim}")
-    api, outcomes, keys = _race_with_crashes(cluster, victim, at_sales=[STOCK // 5, STOCK // 2])
+    api, outcomes, keys, terms = _race_with_crashes(cluster, victim, at_sales=[STOCK // 5, STOCK // 2])
 
     taken, orders = _wait_until_settled(api)
     assert taken == orders, f"{taken} copies left the catalog but {orders} orders exist ({outcomes})"
-    # The crash really interrupted buys, or this test proved nothing.
-    assert outcomes[503] + outcomes[0] > 0, f"the kill did not interrupt any buy: {outcomes}"
+    # Each kill really hit the leader while buys went on, or this test proved nothing.
+    assert terms[0] < terms[1] < terms[2], f"the leader did not change at each kill: terms {terms}"
+    assert outcomes[200] > STOCK // 2, outcomes
     # Replaying every careful buyer's key answers from the log and never creates a second order.
     careful_keys = [k for i, k in enumerate(keys) if (i % BUYERS) % 2 == 0]
     replays = Counter(api.buy(ITEM, key).status_code for key in careful_keys)

@@ -263,6 +263,27 @@ class Cluster:
     def restart(self, kind: str, node_id: int = 0) -> None:
         self.start_node(kind, node_id)
 
+    def status(self, kind: str, node_id: int) -> dict | None:
+        """A backend replica's /internal/status, or None if it does not answer."""
+        try:
+            resp = requests.get(f"{self.url(kind, node_id)}/internal/status", headers=self.secret_headers(), timeout=1.0)
+        except requests.RequestException:
+            return None
+        return resp.json() if resp.status_code == 200 else None
+
+    def leader(self, kind: str, timeout: float = 10.0) -> tuple[int, int]:
+        """(id, term) of the group's leader as its replicas report it, waiting out an election."""
+        deadline = time.monotonic() + timeout
+        while True:
+            statuses = [self.status(kind, i) for i in range(self.replicas)]
+            leaders = [(s["term"], s["id"]) for s in statuses if s and s["role"] == "leader"]
+            if leaders:
+                term, node_id = max(leaders)
+                return node_id, term
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the {kind} group has no leader\n{self.logs()}")
+            time.sleep(0.05)
+
     def kill_all(self) -> None:
         for kind, i in self.serving:
             self.kill(kind, i)
