@@ -416,7 +416,7 @@ def _print_health(body: dict[str, Any]) -> None:
     """The status document as the status table (`pygmy status` and `pygmy up` print the same)."""
     from pygmy.ops.status import status_view
 
-    out.print(status_view(body))
+    out.print(status_view(body, out.width))
 
 
 def _pygmy_command() -> str:

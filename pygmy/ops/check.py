@@ -184,8 +184,8 @@ def _check_books(name: str, books: list[list[int]], done: dict[int, int], report
     for item in sorted(set(done) - seen):
         problems.append(f"item {item}: {done[item]} done orders, but the replica has no such book")
     if not problems:
-        report.add("ledger", name, "ok", f"{len(books)} books balance: stock = initial + restocked - sold = "
-                                         f"initial - done orders")
+        report.add("ledger", name, "ok", f"{len(books)} books balance: stock = initial + restocked - sold, "
+                                         f"sold = done orders")
         return
     for line in problems[:MAX_LISTED]:
         report.add("ledger", name, "fail", line)

@@ -9,22 +9,39 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-COLUMNS = ("node", "url", "status", "role", "term", "leader", "commit", "applied", "last contact", "restarts")
+# (heading, key in a node's entry); the first three always show, the others when any node reports them.
+COLUMNS = (("node", "name"), ("url", "url"), ("status", "status"), ("role", "role"), ("term", "term"),
+           ("leader", "leader"), ("commit", "commit"), ("applied", "applied"), ("contact", "last_contact"),
+           ("restarts", "restarts"))
+NUMERIC = {"term", "commit", "applied", "last_contact", "restarts"}
 STATUS_STYLE = {"up": "green", "down": "red", "failed": "bold red"}
 OVERALL_STYLE = {"ok": "green", "degraded": "yellow", "unavailable": "bold red"}
 
 
-def status_view(document: dict[str, Any]) -> RenderableType:
-    """The table and the per-group lines for one status document."""
+def status_view(document: dict[str, Any], width: int | None = None) -> RenderableType:
+    """The table and the per-group lines for one status document; on a console narrower than `width`
+    would need, the URL column is left out rather than cutting names and numbers."""
     overall = str(document.get("status", "?"))
+    nodes = [n for n in document.get("nodes", []) if isinstance(n, dict)]
+    columns = [(h, k) for i, (h, k) in enumerate(COLUMNS) if i < 3 or any(k in n for n in nodes)]
     table = Table(title=Text(f"Cluster: {overall}", style=OVERALL_STYLE.get(overall, "")))
-    for column in COLUMNS:
-        table.add_column(column, justify="right" if column in ("term", "commit", "applied", "last contact", "restarts") else "left")
-    for node in document.get("nodes", []):
-        if isinstance(node, dict):
-            table.add_row(*_cells(node), style="bold" if node.get("role") == "leader" else None)
+    rows = [_cells(node) for node in nodes]
+    if width is not None and _needed(columns, rows) > width:
+        columns = [(h, k) for h, k in columns if k != "url"]
+    for heading, key in columns:
+        # Every column but the URL keeps its width on a narrow terminal (a cut name or role misleads); the URL folds.
+        width = max([len(heading)] + [len(str(row[key])) for row in rows]) if key != "url" else None
+        table.add_column(heading, justify="right" if key in NUMERIC else "left", min_width=width,
+                         overflow="fold" if key == "url" else "ellipsis", no_wrap=key != "url")
+    for node, cells in zip(nodes, rows):
+        table.add_row(*(cells[key] for _, key in columns), style="bold" if node.get("role") == "leader" else None)
     lines = [Text(group_line(kind, group)) for kind, group in (document.get("groups") or {}).items() if isinstance(group, dict)]
     return Group(table, *lines)
+
+
+def _needed(columns: list[tuple[str, str]], rows: list[dict[str, str | Text]]) -> int:
+    """Characters a table of these columns takes: each column's widest cell, plus padding and borders."""
+    return 1 + sum(3 + max([len(h)] + [len(str(row[k])) for row in rows]) for h, k in columns)
 
 
 def group_line(kind: str, group: dict[str, Any]) -> str:
@@ -35,23 +52,14 @@ def group_line(kind: str, group: dict[str, Any]) -> str:
     return f"{kind}: {head}, term {group.get('term', 0)}, {group.get('up', 0)}/{group.get('replicas', 0)} up{quorum}"
 
 
-def _cells(node: dict[str, Any]) -> list[str | Text]:
+def _cells(node: dict[str, Any]) -> dict[str, str | Text]:
     status = str(node.get("status", "?"))
-    role = node.get("role")
-    name = str(node.get("name") or f"{node.get('kind', '?')}-{node.get('id', '?')}")
     contact = node.get("last_contact")
-    return [
-        name,
-        str(node.get("url", "")),
-        Text(status, style=STATUS_STYLE.get(status, "")),
-        _text(role),
-        _text(node.get("term")),
-        _text(node.get("leader")),
-        _text(node.get("commit")),
-        _text(node.get("applied")),
-        "" if contact is None else f"{contact:.3f} s",
-        _text(node.get("restarts")),
-    ]
+    cells: dict[str, str | Text] = {key: _text(node.get(key)) for _, key in COLUMNS}
+    cells["name"] = str(node.get("name") or f"{node.get('kind', '?')}-{node.get('id', '?')}")
+    cells["status"] = Text(status, style=STATUS_STYLE.get(status, ""))
+    cells["last_contact"] = f"{contact:.3f} s" if isinstance(contact, (int, float)) else ""
+    return cells
 
 
 def _text(value: Any) -> str:
