@@ -221,3 +221,9 @@ def test_restore_refuses_a_damaged_backup(tmp_path: Path) -> None:
     damaged.write_bytes(b"\x00not a backup")
     out = failed_cleanly(run_pygmy("restore", str(damaged), "--data-dir", str(tmp_path / "data")))
     assert "not a Pygmy backup" in out
+
+
+@pytest.mark.parametrize("command", ["status", "check", "backup", "restore"])
+def test_every_operator_command_has_help(command: str) -> None:
+    out = succeeded(run_pygmy(command, "--help"))
+    assert "Usage" in out and command in out
