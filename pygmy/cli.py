@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import sys
 import time
@@ -14,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from pygmy.client.api import DEFAULT_URL, ApiCallError, Answer, PygmyClient
 from pygmy.config import Config, ConfigError, load
@@ -125,14 +127,22 @@ def _report(line: str) -> None:
     out.print(f"{time.strftime('%H:%M:%S')} {line}", markup=False, highlight=False, soft_wrap=True)
 
 
-def _print_health_of(url: str) -> None:
-    """The status table, or a warning if the frontend does not answer (the cluster keeps running)."""
+def _print_health_of(url: str, settle: float = 15.0) -> None:
+    """The status table once every group has elected a leader (or after `settle` seconds), or a warning
+    if the frontend does not answer (the cluster keeps running)."""
     async def go() -> Answer:
         async with PygmyClient(url) as c:
-            return await c.health()
+            deadline = time.monotonic() + settle
+            while True:
+                answer = await c.health()
+                if answer.body.get("status") != "unavailable" or time.monotonic() > deadline:
+                    return answer
+                await asyncio.sleep(0.1)
 
     try:
-        _print_health(asyncio.run(go()).body)
+        with out.status("waiting for each group to elect a leader..."):
+            body = asyncio.run(go()).body
+        _print_health(body)
     except ApiCallError as exc:
         err.print(f"[yellow]no status from {url}:[/] {exc.message}", highlight=False)
 
@@ -249,10 +259,100 @@ def orders(
 
 @app.command()
 def status(url: str = UrlOpt, json: bool = JsonOpt) -> None:
-    """Every node of every tier: up, down or standby."""
+    """Every node of every tier: role, term, leader, commit and applied index; each group's leader."""
     answer = _run(lambda c: c.health(), url)
     if not _maybe_json(answer, json):
         _print_health(answer.body)
+
+
+@app.command()
+def check(config: Optional[Path] = ConfigOpt, json: bool = JsonOpt) -> None:
+    """Check that every replica holds the same state and that the books balance against the orders.
+
+    Talks to the backend replicas directly (addresses and secret from the configuration). Exit 0 if all
+    holds, 1 if anything differs (each difference named: replica, item, expected, found).
+    """
+    from pygmy.ops.check import run_check
+
+    report = _with_backends(_config(config), lambda b, progress: run_check(b, progress), "checking")
+    if json:
+        body = {"ok": report.ok, "findings": [dataclasses.asdict(f) for f in report.findings]}
+        sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        styles = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+        table = Table(title="pygmy check")
+        for col in ("check", "where", "result", "detail"):
+            table.add_column(col, overflow="fold")
+        for f in report.findings:
+            table.add_row(f.check, f.where, Text(f.level, style=styles[f.level]), Text(f.detail))
+        out.print(table)
+        failures = sum(1 for f in report.findings if f.level == "fail")
+        out.print("[green]all replicas agree and the books balance[/]" if report.ok else f"[bold red]{failures} problem(s) found[/]")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def backup(
+    file: Path = typer.Argument(..., help="Where to write the backup (one file, both groups)."),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Back up the catalog and order groups, consistently across the two, into one file."""
+    from pygmy.ops.backup import take_backup, write_backup
+
+    taken = _with_backends(_config(config), lambda b, progress: take_backup(b), "backing up")
+    write_backup(file, taken)
+    for kind, group in taken.groups.items():
+        out.print(f"{kind}: {len(group.data):,} bytes at log index {group.index} (from {group.served_by}), {group.summary}",
+                  markup=False, highlight=False)
+    out.print(f"Backup written to {file} (consistent across the groups after {taken.attempts} attempt(s)).", markup=False)
+
+
+@app.command()
+def restore(
+    file: Path = typer.Argument(..., help="A file written by `pygmy backup`."),
+    data_dir: Path = typer.Option(..., "--data-dir", help="An empty data directory for the new cluster."),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Make a new cluster (new cluster id) in DATA_DIR whose every replica starts from the backup."""
+    from pygmy.ops.backup import read_backup, restore as write_restore
+    from pygmy.ops.nodes import OpsError
+
+    cfg = _config(config, data_dir)
+    try:
+        cluster_id = write_restore(read_backup(file), cfg, cfg.data_dir)
+    except OpsError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from None
+    out.print(f"Restored into {cfg.data_dir} as a new cluster, id {cluster_id}.", markup=False)
+    out.print(f"Start it with: {_pygmy_command()} up --config {cfg.data_dir / 'pygmy.toml'}", markup=False)
+
+
+def _with_backends(cfg: Config, work: Callable[[Any, Callable[[str, int, int], None]], Awaitable[Any]], what: str) -> Any:
+    """Run an operator task against the backend replicas, with a progress bar on stderr; exit 1 on OpsError."""
+    from rich.progress import Progress
+
+    from pygmy.ops.nodes import Backends, OpsError
+
+    async def go() -> Any:
+        backends = Backends(cfg)
+        tasks: dict[str, Any] = {}
+        try:
+            with Progress(console=err, transient=True) as bar:
+                def progress(label: str, done: int, total: int) -> None:
+                    if label not in tasks:
+                        tasks[label] = bar.add_task(label, total=total)
+                    bar.update(tasks[label], completed=done, total=total)
+
+                return await work(backends, progress)
+        finally:
+            await backends.close()
+
+    try:
+        return asyncio.run(go())
+    except OpsError as exc:
+        err.print(f"[red]error {what}:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -364,23 +464,10 @@ def _print_books(books: list[dict[str, Any]]) -> None:
 
 
 def _print_health(body: dict[str, Any]) -> None:
-    """The frontend's status document as a table; Raft columns appear when the nodes report them."""
-    colours = {"up": "green", "down": "red", "standby": "dim"}
-    nodes = [n for n in body.get("nodes", []) if isinstance(n, dict)]
-    extra = [col for col in ("role", "term", "leader", "commit", "applied") if any(col in n for n in nodes)]
-    table = Table(title=f"Cluster: {body.get('status', '?')}")
-    for col in ("node", "url", "status", *extra):
-        table.add_column(col)
-    for n in nodes:
-        status = str(n.get("status", "?"))
-        colour = colours.get(status, "white")
-        cells = [_cell(n.get(col)) for col in extra]
-        table.add_row(f"{n.get('kind', '?')}-{n.get('id', '?')}", str(n.get("url", "")), f"[{colour}]{status}[/]", *cells)
-    out.print(table)
+    """The status document as the status table (`pygmy status` and `pygmy up` print the same)."""
+    from pygmy.ops.status import status_view
 
-
-def _cell(value: Any) -> str:
-    return "" if value is None else str(value)
+    out.print(status_view(body, out.width))
 
 
 def _pygmy_command() -> str:

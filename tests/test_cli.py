@@ -232,7 +232,7 @@ def test_up_starts_the_cluster_prints_its_status_and_stops_every_node_on_a_signa
     api = Api(c.frontend_url)
     assert api.lookup(1)["title"] == "Up and Running"
     assert (c.data_dir / "catalog-0").is_dir(), "--data-dir must override the configuration's data_dir"
-    _wait_for_text(c, "up", [node.url for node in c.serving_nodes()])  # the status table
+    _wait_for_text(c, "up", [node.name for node in c.serving_nodes()] + ["leader"])  # the status table
     children = c.up_children()
     assert len(children) >= 3, f"expected a child process per serving node, found {children}"
     assert c.up_proc is not None

@@ -31,7 +31,7 @@ from pygmy.replica.machine import CommandError
 
 log = logging.getLogger(__name__)
 
-SEED_CHUNK = 5000  # books per seed entry: a 500,000-book catalog is 100 entries of ~400 KB
+SEED_CHUNK = 2000  # books per seed entry (~160 KB): small enough that applying one never stalls heartbeats
 WRITE_OPS = {"decrement", "update", "resolve", "forget"}
 MAX_SEARCH_PAGE = 1000
 

@@ -21,6 +21,7 @@ Every answer says where it was served: headers `X-Pygmy-Index` (the applied inde
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import math
 import os
@@ -84,6 +85,7 @@ def add_replica_routes(app: web.Application, replica: Replica, tiers: TierClient
     app.router.add_get("/internal/read-index", read_index_route)
     app.router.add_post("/internal/digest", digest_route)
     app.router.add_get("/internal/digest/{id}", digest_result_route)
+    app.router.add_get("/internal/dump", dump_route)
 
 
 # -- answers ------------------------------------------------------------------------------------------
@@ -143,8 +145,8 @@ async def on_leader(
                 forwarded = await _forward(request, replica.urls[leader], body, idempotent=idempotent)
                 if forwarded is not None:
                     return forwarded
-        except NotLeader:
-            pass  # lost leadership between the check and the proposal: go to the new leader
+        except (NotLeader, ReadTimeout):
+            pass  # lost leadership between the check and the proposal (or a read in it): go to the new leader
         except NoLeader as exc:
             raise unavailable(f"{exc}; retry shortly") from None
         except ProposalDropped:
@@ -276,3 +278,20 @@ async def digest_result_route(request: web.Request) -> web.Response:
     if not result.get("found"):
         raise ApiError(404, "unknown_digest", f"{replica.node.name} holds no digest {digest_id!r}")
     return answer(request, {"id": digest_id, "hash": result["hash"], "summary": result["summary"]}, index=result["index"])
+
+
+async def dump_route(request: web.Request) -> web.Response:
+    """On the leader, after a ReadIndex: the state machine's `snapshot()` (without the session table) at a
+    committed index that holds every write acknowledged before the request (`pygmy backup`)."""
+    replica = request.app[REPLICA]
+
+    async def run() -> web.Response:
+        try:
+            await replica.read_linearizable({"op": "index"})
+        except ReadTimeout:
+            raise unavailable(f"{replica.node.name} could not confirm its leadership; retry shortly") from None
+        index, summary, data = await asyncio.to_thread(replica.machine.committed_dump)  # type: ignore[attr-defined]
+        body = {"kind": replica.node.kind, "index": index, "summary": summary, "data": base64.b64encode(data).decode()}
+        return answer(request, body, index=index)
+
+    return await on_leader(request, run, idempotent=True)

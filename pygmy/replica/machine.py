@@ -6,7 +6,8 @@ JSON objects (dicts). This base adds what the replication layer needs of any tie
 - the `index` query (what the leader tells a follower that serves a linearizable read);
 - the `digest` command: every replica hashes its state at the same log position and keeps the hash under
   the command's id, so `pygmy check` can compare replicas exactly, even while writes go on;
-- a malformed command that reached the log is refused the same way on every replica (`CommandError`).
+- a malformed command that reached the log is refused the same way on every replica (`CommandError`);
+- `committed_dump()`: the tables as of a committed index, read apart from the applying connection (`pygmy backup`).
 """
 
 from __future__ import annotations
@@ -76,6 +77,21 @@ class TierMachine(SQLiteMachine):
             answer = self.lookup(db, q)
         answer["index"] = self.applied_index
         return orjson.dumps(answer)
+
+    def committed_dump(self) -> tuple[int, Json, bytes]:
+        """(index, summary, `snapshot()` bytes) of the last committed entry, from a connection of its own.
+
+        One read transaction on a second connection sees exactly the state of one committed entry (WAL
+        snapshot isolation), so this may run on a thread while the loop applies more entries, and a large
+        dump never stalls the loop (a stalled leader misses heartbeats and loses its term).
+        """
+        copy = type(self)(self.path)
+        try:
+            copy.db.execute("BEGIN")
+            index = copy.durable_state()[0]
+            return index, copy.summary(copy.db), copy.snapshot()
+        finally:
+            copy.db.close()
 
     def _digest(self, db: sqlite3.Connection, cmd: Json) -> Json:
         digest_id = cmd.get("id")

@@ -132,6 +132,7 @@ class Cluster:
         self.admin_token = "admin-" + secrets.token_hex(8)
         self.cluster_secret = "secret-" + secrets.token_hex(8)
         self.data_dir = root / "data"
+        self.cluster_id: str | None = None  # written into the config when set (a restored cluster's)
         # With data_dir_flag the data dir is given on the command line; the config names another one.
         self.data_dir_flag = data_dir_flag
         self.config_data_dir = root / "config-data" if data_dir_flag else self.data_dir
@@ -157,11 +158,18 @@ class Cluster:
             f'admin_token = "{self.admin_token}"',
             f'cluster_secret = "{self.cluster_secret}"',
         ]
+        if self.cluster_id is not None:
+            lines.append(f'cluster_id = "{self.cluster_id}"')
         for n in self.nodes:
             lines += ["", "[[nodes]]", f'kind = "{n.kind}"', f"id = {n.id}", 'host = "127.0.0.1"', f"port = {n.port}"]
             if n.kind != "frontend":
                 lines.append(f"raft_port = {n.raft_port}")
         return "\n".join(lines) + "\n"
+
+    def set_cluster_id(self, cluster_id: str) -> None:
+        """Name the cluster in its configuration (before it starts), as a restored cluster is named."""
+        self.cluster_id = cluster_id
+        self.config_path.write_text(self.config_toml())
 
     def node(self, kind: str, node_id: int = 0) -> NodeSpec:
         for n in self.nodes:
