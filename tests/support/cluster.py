@@ -122,6 +122,7 @@ class Cluster:
         mode: Literal["serve", "up"] = "serve",
         data_dir_flag: bool = False,
         ready_timeout: float = READY_TIMEOUT,
+        replicas: int = REPLICAS,
     ) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
@@ -138,13 +139,13 @@ class Cluster:
         self.config_data_dir = root / "config-data" if data_dir_flag else self.data_dir
         self.logs_dir = root / "logs"
         self.logs_dir.mkdir(exist_ok=True)
-        ports = iter(free_ports(13))
+        ports = iter(free_ports(1 + 4 * replicas))
         self.nodes = [NodeSpec("frontend", 0, next(ports), 0)]
         for kind in ("catalog", "order"):
-            self.nodes += [NodeSpec(kind, i, next(ports), next(ports)) for i in range(REPLICAS)]
+            self.nodes += [NodeSpec(kind, i, next(ports), next(ports)) for i in range(replicas)]
         self.config_path = root / "pygmy.toml"
         self.config_path.write_text(self.config_toml())
-        self.replicas = REPLICAS  # how many of each group run (`pygmy up --replicas` may start fewer)
+        self.replicas = replicas  # how many of each group run (`pygmy up --replicas` may start fewer)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.up_proc: subprocess.Popen[bytes] | None = None
         self._up_children: set[int] = set()
