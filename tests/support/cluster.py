@@ -123,8 +123,10 @@ class Cluster:
         data_dir_flag: bool = False,
         ready_timeout: float = READY_TIMEOUT,
         replicas: int = REPLICAS,
+        raft: dict[str, int] | None = None,
     ) -> None:
         self.root = root
+        self.raft = raft or {}  # a [raft] table for the configuration, e.g. {"snapshot_every": 50}
         self.root.mkdir(parents=True, exist_ok=True)
         self.mode = mode
         self.catalog_file = catalog_file
@@ -165,6 +167,8 @@ class Cluster:
             lines += ["", "[[nodes]]", f'kind = "{n.kind}"', f"id = {n.id}", 'host = "127.0.0.1"', f"port = {n.port}"]
             if n.kind != "frontend":
                 lines.append(f"raft_port = {n.raft_port}")
+        if self.raft:
+            lines += ["", "[raft]", *(f"{key} = {value}" for key, value in self.raft.items())]
         return "\n".join(lines) + "\n"
 
     def set_cluster_id(self, cluster_id: str) -> None:
@@ -252,12 +256,14 @@ class Cluster:
             self.wait_ready(self.serving_nodes())
         return self
 
-    def start_node(self, kind: str, node_id: int = 0, *, wait: bool = True) -> None:
+    def start_node(self, kind: str, node_id: int = 0, *, wait: bool = True, join: bool = False) -> None:
+        """`join`: the node's data directory was lost; it rejoins (`pygmy serve --join`)."""
         assert self.mode == "serve", "single nodes are started and killed only in serve mode"
         name = f"{kind}-{node_id}"
         old = self.procs.get(name)
         assert old is None or old.poll() is not None, f"{name} is already running"
-        self.procs[name] = self._spawn(self.serve_args(kind, node_id), name)
+        args = self.serve_args(kind, node_id) + (["--join"] if join else [])
+        self.procs[name] = self._spawn(args, name)
         if wait:
             self.wait_ready([self.node(kind, node_id)])
 
