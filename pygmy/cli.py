@@ -106,6 +106,7 @@ def serve(
     config: Optional[Path] = ConfigOpt,
     data_dir: Optional[Path] = DataDirOpt,
     catalog: Optional[Path] = CatalogOpt,
+    join: bool = typer.Option(False, "--join", help="A backend node whose data dir is empty rejoins the running group (its disk was lost): it catches up before it votes."),
 ) -> None:
     """Run one node in the foreground (as a container or another host would)."""
     from pygmy.cluster.node import run_node
@@ -118,7 +119,7 @@ def serve(
         raise typer.Exit(2) from None
     if kind is Kind.catalog:
         _check_catalog_file(cfg)
-    run_node(cfg, kind.value, node_id)  # type: ignore[arg-type]
+    run_node(cfg, kind.value, node_id, join=join)  # type: ignore[arg-type]
 
 
 @app.command()
