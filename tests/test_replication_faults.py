@@ -213,3 +213,130 @@ def _assert_orders_exist(cluster: Cluster, acknowledged: dict[int, int]) -> None
     for order_id, reply in found.items():
         assert reply.status == 200, f"acknowledged order {order_id} is gone: {reply}"
         assert reply.body["item"] == acknowledged[order_id], f"order {order_id} is for another item: {reply.body}"
+
+
+# -- 2. a replica down: the store keeps selling; a leader down: how long writes pause -------------------
+
+PAUSE_ITEMS = {1: 10_000, 2: 10_000}
+PAUSE_BOUND = 10.0  # seconds: not a performance target, only proof that the group elected a new leader
+
+
+def _buys_and_lookups_succeed(cluster: Cluster, count: int) -> None:
+    for n in range(count):
+        item = 1 + n % 2
+        buy = _send("POST", f"{cluster.frontend_url}/buy/{item}")
+        assert buy.status == 200, f"buy {n}: {buy}"
+        assert _send("GET", f"{cluster.frontend_url}/orders/{buy.body['order_id']}").status == 200
+        lookup = _send("GET", f"{cluster.frontend_url}/lookup/{item}")
+        assert lookup.status == 200, f"lookup {n}: {lookup}"
+
+
+def _write_pause(cluster: Cluster, kind: str) -> tuple[int, float]:
+    """kill -9 the leader of `kind`, then buy until a buy succeeds: the seconds from the kill to that answer."""
+    leader = leader_of(cluster, kind)
+    assert _send("POST", f"{cluster.frontend_url}/buy/1").status == 200  # the frontend knows the leader
+    killed = time.monotonic()
+    cluster.kill(kind, leader)
+    while time.monotonic() - killed < PAUSE_BOUND:
+        if _send("POST", f"{cluster.frontend_url}/buy/1").status == 200:
+            return leader, time.monotonic() - killed
+    raise AssertionError(f"no buy succeeded within {PAUSE_BOUND} s of killing {kind}-{leader}\n{cluster.logs()}")
+
+
+def test_the_store_keeps_selling_with_a_replica_of_each_group_down_and_a_leader_s_death_pauses_writes_briefly(
+    make_cluster: Callable[..., Cluster], tmp_path: Path,
+) -> None:
+    cluster = _fault_cluster(make_cluster, tmp_path, "one-down", PAUSE_ITEMS)
+    _buys_and_lookups_succeed(cluster, 3)  # the catalog is loaded
+    followers = {kind: next(i for i in range(3) if i != leader_of(cluster, kind)) for kind in ("catalog", "order")}
+    for kind, i in followers.items():
+        cluster.kill(kind, i)
+    _buys_and_lookups_succeed(cluster, 20)
+    for kind, i in followers.items():
+        cluster.restart(kind, i)
+    for kind in ("catalog", "order"):
+        wait_digests_agree(cluster, kind)
+        leader, pause = _write_pause(cluster, kind)
+        print(f"write pause after kill -9 of the {kind} leader ({kind}-{leader}): {pause * 1000:.0f} ms")
+        _buys_and_lookups_succeed(cluster, 10)  # and with that leader still down, the store sells on
+        cluster.restart(kind, leader)
+    check_store(cluster)
+
+
+# -- 3. a lost disk: the replica rebuilds from the group, and catches up before it votes ------------------
+
+def test_a_catalog_replica_whose_data_dir_is_wiped_rejoins_catches_up_and_never_votes_before(
+    make_cluster: Callable[..., Cluster], tmp_path: Path,
+) -> None:
+    cluster = _fault_cluster(make_cluster, tmp_path, "wiped", PAUSE_ITEMS)
+    _buys_and_lookups_succeed(cluster, 30)  # some log to catch up on
+    leader = leader_of(cluster, "catalog")
+    term_before = terms(cluster, "catalog")[leader]
+    wiped = next(i for i in range(3) if i != leader)
+    cluster.kill("catalog", wiped)
+    committed_at_wipe = status(cluster, "catalog", leader)["commit"]  # type: ignore[index]
+    shutil.rmtree(cluster.node_data_dir("catalog", wiped))
+
+    stop = threading.Event()
+    buys: list[Reply] = []
+
+    def keep_buying() -> None:
+        for n in range(2000):  # bounded: the test ends it long before
+            if stop.is_set():
+                return
+            buys.append(_send("POST", f"{cluster.frontend_url}/buy/{1 + n % 2}"))
+
+    buyer = threading.Thread(target=keep_buying)
+    buyer.start()
+    try:
+        cluster.restart("catalog", wiped, join=True)
+        seen = _watch_until_caught_up(cluster, wiped, leader, timeout=30)
+    finally:
+        stop.set()
+        buyer.join(30)
+    roles = [sample[0] for sample in seen]
+    print(f"catalog-{wiped} after the wipe: {len(seen)} status samples, roles in order: {_runs(roles)}")
+    assert buys and all(b.status == 200 for b in buys), [b for b in buys if b.status != 200][:5]
+    # It counts as a voter again only once its log holds every entry committed before its disk was lost
+    # (all the votes and acknowledgements it forgot were about entries up to there).
+    assert set(roles) <= {"catching-up", "follower"}, roles
+    early = [s for s in seen if s[0] != "catching-up" and s[1] < committed_at_wipe]
+    assert not early, f"it answered as a voter holding less than the {committed_at_wipe} committed entries: {early}"
+    first_follower = roles.index("follower")
+    assert "catching-up" not in roles[first_follower:], "it went back to catching up"
+    # Nobody had an election because of it: the leader and the term are what they were.
+    assert leader_of(cluster, "catalog") == leader
+    assert set(terms(cluster, "catalog").values()) == {term_before}, terms(cluster, "catalog")
+    assert "rejoins, catching up before it votes" in cluster.log(f"catalog-{wiped}")
+    wait_digests_agree(cluster, "catalog")
+    assert catalog_ledger(cluster, wiped) == catalog_ledger(cluster, leader)
+    check_store(cluster)
+
+
+def _watch_until_caught_up(cluster: Cluster, node_id: int, leader: int, timeout: float) -> list[tuple[str, int, int]]:
+    """Samples of the rejoining replica's (role, last log index, applied index) until it is a follower
+    that has applied what the leader had committed a moment before."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        mine = status(cluster, "catalog", node_id)
+        lead = status(cluster, "catalog", leader)
+        if lead is None or mine is None:
+            time.sleep(0.005)
+            continue
+        seen.append((mine["role"], mine["last_index"], mine["applied"]))
+        if mine["role"] == "follower" and mine["applied"] >= lead["commit"]:
+            return seen
+        time.sleep(0.005)
+    raise AssertionError(f"catalog-{node_id} did not catch up within {timeout} s: {seen[-5:]}\n{cluster.logs()}")
+
+
+def _runs(values: list[str]) -> list[tuple[str, int]]:
+    """["a", "a", "b"] -> [("a", 2), ("b", 1)]"""
+    runs: list[tuple[str, int]] = []
+    for v in values:
+        if runs and runs[-1][0] == v:
+            runs[-1] = (v, runs[-1][1] + 1)
+        else:
+            runs.append((v, 1))
+    return runs
