@@ -340,3 +340,148 @@ def _runs(values: list[str]) -> list[tuple[str, int]]:
         else:
             runs.append((v, 1))
     return runs
+
+
+# -- 4. random crashes under a mixed workload: the history is linearizable --------------------------------
+
+STORM_ITEMS = {1: 8, 2: 8, 3: 8}
+STORM_SECONDS = float(os.environ.get("PYGMY_FAULT_SECONDS", "40"))
+STORM_SEED = int(os.environ.get("PYGMY_FAULT_SEED") or random.SystemRandom().randrange(1 << 30))
+STORM_CLIENTS = 4
+STORM_OPS_PER_CLIENT = 5000  # a bound: the deadline ends the clients long before
+NOT_CARRIED_OUT = "not carried out"
+
+
+@dataclasses.dataclass
+class StormLog:
+    history: list[Operation] = dataclasses.field(default_factory=list)
+    searches: list[Reply] = dataclasses.field(default_factory=list)
+    outside_contract: list[tuple[Any, Reply]] = dataclasses.field(default_factory=list)
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+
+def _storm_output(op: Any, reply: Reply) -> Any:
+    """The model's output for what the client saw; NOT_CARRIED_OUT drops the op, None marks an unknown one."""
+    kind = op[0]
+    if reply.status == 503 and reply.code == "unavailable":
+        return NOT_CARRIED_OUT  # the API promises it had no effect: as if it was never called
+    if reply.status is None or (reply.status == 503 and reply.code == "outcome_unknown"):
+        return None
+    if kind == "buy" and reply.status in (200, 409) and (reply.status == 200 or reply.code == "out_of_stock"):
+        return "ok" if reply.status == 200 else "out_of_stock"
+    if kind == "lookup" and reply.status == 200:
+        return reply.body["stock"]
+    if kind == "restock" and reply.status == 200:
+        return "done"
+    if kind == "lookup" and reply.status == 503 and reply.code == "loading":
+        return NOT_CARRIED_OUT
+    raise ValueError(f"{op} -> {reply.status} {reply.code}")
+
+
+def _storm_client(cluster: Cluster, client: int, seed: int, until: float, log: StormLog) -> None:
+    rng = random.Random(seed)
+    base = cluster.frontend_url
+    admin = {"Authorization": f"Bearer {cluster.admin_token}"}
+    for _ in range(STORM_OPS_PER_CLIENT):
+        if time.monotonic() >= until:
+            return
+        item, roll = rng.choice(list(STORM_ITEMS)), rng.random()
+        if roll < 0.15:
+            reply = _send("GET", f"{base}/search/{rng.choice(['ds', 'gs'])}")
+            with log.lock:
+                log.searches.append(reply)
+            continue
+        if roll < 0.6:
+            op: Any = ("buy", item)
+            reply = _send("POST", f"{base}/buy/{item}")
+        elif roll < 0.9:
+            op = ("lookup", item)
+            reply = _send("GET", f"{base}/lookup/{item}")
+        else:
+            n = rng.randint(1, 3)
+            op = ("restock", (item, n))
+            reply = _send("POST", f"{base}/admin/books/{item}", json={"stock_delta": n}, headers=admin)
+        try:
+            output = _storm_output(op, reply)
+        except ValueError:
+            with log.lock:
+                log.outside_contract.append((op, reply))
+            continue
+        if output == NOT_CARRIED_OUT:
+            continue
+        unknown = output is None
+        # The model answers None for a restock; "done" above only told a success from an error.
+        recorded = None if op[0] == "restock" else output
+        with log.lock:
+            log.history.append(Operation(client, op, reply.call, None if unknown else recorded, None if unknown else reply.ret))
+        time.sleep(rng.uniform(0, 0.02))
+
+
+def _storm_of_crashes(cluster: Cluster, rng: random.Random, until: float) -> list[str]:
+    """kill -9 and restart random replicas until `until`, never more than one of a group down at once."""
+    events = []
+    down: dict[str, int] = {}
+    while time.monotonic() < until:
+        kind = rng.choice(["catalog", "order"])
+        if kind in down:
+            cluster.restart(kind, down.pop(kind))
+            events.append(f"+restart {kind}")
+        else:
+            victim = leader_of(cluster, kind) if rng.random() < 0.5 else rng.randrange(3)
+            cluster.kill(kind, victim)
+            down[kind] = victim
+            events.append(f"kill {kind}-{victim}")
+        time.sleep(rng.uniform(0.3, 2.5))
+    for kind, victim in down.items():
+        cluster.restart(kind, victim)
+    return events
+
+
+def _storm(make_cluster: Callable[..., Cluster], tmp_path: Path, seconds: float, seed: int) -> None:
+    print(f"crash storm: {seconds:.0f} s, seed {seed} (replay: PYGMY_FAULT_SEED={seed} PYGMY_FAULT_SECONDS={seconds:.0f})")
+    cluster = _fault_cluster(make_cluster, tmp_path, "storm", STORM_ITEMS)
+    _wait_loaded(cluster)
+    rng = random.Random(seed)
+    log = StormLog()
+    until = time.monotonic() + seconds
+    clients = [threading.Thread(target=_storm_client, args=(cluster, c, rng.randrange(1 << 30), until, log))
+               for c in range(STORM_CLIENTS)]
+    for t in clients:
+        t.start()
+    try:
+        events = _storm_of_crashes(cluster, rng, until)
+    finally:
+        for t in clients:
+            t.join(REQUEST_TIMEOUT + 10)
+    print(f"faults: {len(events)}: {' '.join(events)}")
+    outcomes = collections.Counter(
+        "unknown" if op.ret is None else f"{op.input[0]} {op.output if op.input[0] != 'lookup' else 'seen'}"
+        for op in log.history
+    )
+    print(f"{len(log.history)} operations recorded: {dict(outcomes)}; {len(log.searches)} searches")
+    assert not any(t.is_alive() for t in clients), "a client hung"
+    assert not log.outside_contract, f"answers outside the contract: {log.outside_contract[:10]}"
+    bad_searches = [r for r in log.searches if r.status != 200 and not (r.status == 503 and r.code in FAILURE_CODES)]
+    assert not bad_searches, bad_searches[:5]
+    for r in log.searches:
+        if r.status == 200:
+            assert {b["id"] for b in r.body["items"]} <= set(STORM_ITEMS), r.body
+    assert sum(1 for e in events if e.startswith("kill")) >= 2, f"the storm killed too little: {events}"
+    result = check(log.history, stock_model(STORM_ITEMS), timeout=120)
+    assert result.ok is True, f"seed {seed}: {result.explanation}"
+    check_store(cluster, pending_timeout=20)
+
+
+def _wait_loaded(cluster: Cluster, timeout: float = 15.0) -> None:
+    """Until the initial catalog is in (a fresh cluster seeds it through the log after it starts)."""
+    deadline = time.monotonic() + timeout
+    while _send("GET", f"{cluster.frontend_url}/lookup/1").status != 200:
+        assert time.monotonic() < deadline, f"the catalog did not load\n{cluster.logs()}"
+        time.sleep(0.05)
+
+
+@pytest.mark.timeout(STORM_SECONDS + 240)
+def test_random_kill_9_of_replicas_under_buys_restocks_lookups_and_searches_keeps_the_history_linearizable(
+    make_cluster: Callable[..., Cluster], tmp_path: Path,
+) -> None:
+    _storm(make_cluster, tmp_path, STORM_SECONDS, STORM_SEED)
