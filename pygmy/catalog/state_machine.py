@@ -8,6 +8,8 @@ Commands (JSON objects):
 - `{"op": "seed", "chunk": 0, "books": [...], "last": false}`: the initial catalog, through the log in
   chunks at the cluster's first start; a chunk is applied only in its turn and never after the last.
 - `{"op": "decrement", "item": 1, "request_id": "o17.0"}`: take one copy for a buy; fails cleanly at 0.
+  A decrement or update before the initial catalog is in (at the cluster's first start) fails as
+  `loading`, never as `not_found`: the book may well be in a seed chunk that is not applied yet.
 - `{"op": "update", "item": 1, "stock_delta": 5, "cost": 12.5}`: admin restock/reprice; stock never negative.
 - `{"op": "resolve", "request_id": "o17.0"}`: the order tier settling a buy it lost track of: the
   decrement's result if it was applied, otherwise the request is marked aborted so it never applies later.
@@ -103,6 +105,9 @@ def _forget(store: CatalogStore, command: dict[str, Any]) -> Result:
 
 
 def _decrement(store: CatalogStore, command: dict[str, Any]) -> Result:
+    if not store.setting("seeded"):
+        # The initial catalog is still coming through the log: "no such book" would be a wrong answer.
+        return {"ok": False, "error": "loading"}
     book = store.book(_item(command))
     if book is None:
         return {"ok": False, "error": "not_found"}
@@ -115,6 +120,8 @@ def _decrement(store: CatalogStore, command: dict[str, Any]) -> Result:
 
 def _update(store: CatalogStore, command: dict[str, Any]) -> Result:
     validate_update(command)
+    if not store.setting("seeded"):
+        return {"ok": False, "error": "loading"}
     book = store.book(_item(command))
     if book is None:
         return {"ok": False, "error": "not_found"}

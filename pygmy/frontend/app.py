@@ -109,6 +109,8 @@ async def update_book(request: web.Request) -> web.Response:
         return json_response(result["book"])
     if result.get("error") == "not_found":
         raise ApiError(404, "unknown_item", f"no book with id {item}")
+    if result.get("error") == "loading":
+        raise unavailable("the catalog is still loading its books; retry shortly", code="loading")
     stock = (result.get("book") or {}).get("stock")
     raise ApiError(409, "negative_stock", f"stock cannot go below 0 (it is {stock})")
 

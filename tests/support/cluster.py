@@ -233,10 +233,12 @@ class Cluster:
             flags += ["--data-dir", str(self.data_dir)]
         return flags
 
-    def serve_args(self, kind: str, node_id: int = 0) -> list[str]:
+    def serve_args(self, kind: str, node_id: int = 0, *, join: bool = False) -> list[str]:
         args = ["serve", kind, str(node_id), *self._common_flags()]
         if kind == "catalog" and self.catalog_file is not None:
             args += ["--catalog", str(self.catalog_file)]
+        if join:
+            args.append("--join")  # an empty data dir rejoins the running group instead of starting a new one
         return args
 
     def up_args(self) -> list[str]:
@@ -262,8 +264,7 @@ class Cluster:
         name = f"{kind}-{node_id}"
         old = self.procs.get(name)
         assert old is None or old.poll() is not None, f"{name} is already running"
-        args = self.serve_args(kind, node_id) + (["--join"] if join else [])
-        self.procs[name] = self._spawn(args, name)
+        self.procs[name] = self._spawn(self.serve_args(kind, node_id, join=join), name)
         if wait:
             self.wait_ready([self.node(kind, node_id)])
 
@@ -275,8 +276,16 @@ class Cluster:
         proc.wait(STOP_TIMEOUT)
         _LIVE.pop(proc.pid, None)
 
-    def restart(self, kind: str, node_id: int = 0) -> None:
-        self.start_node(kind, node_id)
+    def restart(self, kind: str, node_id: int = 0, *, join: bool = False) -> None:
+        self.start_node(kind, node_id, join=join)
+
+    def is_running(self, kind: str, node_id: int = 0) -> bool:
+        proc = self.procs.get(f"{kind}-{node_id}")
+        return proc is not None and proc.poll() is None
+
+    def node_data_dir(self, kind: str, node_id: int = 0) -> Path:
+        """Where this node keeps its log and database (what a lost disk loses)."""
+        return self.data_dir / self.node(kind, node_id).name
 
     def status(self, kind: str, node_id: int) -> dict | None:
         """A backend replica's /internal/status, or None if it does not answer."""

@@ -103,3 +103,15 @@ def test_state_survives_reopening_the_file(tmp_path: Path) -> None:
     reopened = CatalogStateMachine(CatalogStore(tmp_path / "c.sqlite3"))
     assert stock(reopened, 3) == 99
     assert reopened.apply({"op": "decrement", "item": 3, "request_id": "x"})["book"]["stock"] == 99
+
+
+def test_a_buy_or_update_before_the_initial_catalog_is_in_fails_as_loading_not_as_unknown_book(tmp_path: Path) -> None:
+    """At a fresh cluster's first start the books come through the log in seed chunks; a decrement ordered
+    before them must not answer "no such book" (the frontend would tell the buyer 404)."""
+    machine = CatalogStateMachine(CatalogStore(tmp_path / "fresh.sqlite3"))
+    assert machine.apply({"op": "decrement", "item": 1, "request_id": "o1.0"}) == {"ok": False, "error": "loading"}
+    assert machine.apply({"op": "update", "item": 1, "stock_delta": 5}) == {"ok": False, "error": "loading"}
+    books = [b.to_json() for b in DEFAULT_BOOKS]
+    assert machine.apply({"op": "seed", "chunk": 0, "books": books, "last": True})["ok"] is True
+    assert machine.apply({"op": "decrement", "item": 1, "request_id": "o2.0"})["ok"] is True
+    assert stock(machine, 1) == 99
