@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install bench sim clean
+.PHONY: run test test-long install bench sim clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The randomized crash test for five minutes instead of the 40 s `make test` gives it (seed printed).
+test-long: $(STAMP)
+	PYGMY_FAULT_SECONDS=300 $(BIN)/python -m pytest -q tests/test_replication_faults.py -k random -s
 
 sim: $(STAMP)
 	$(BIN)/pygmy sim --seeds 1000 --nodes 5
