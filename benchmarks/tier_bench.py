@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import secrets
 import signal
 import statistics
@@ -184,6 +185,19 @@ class BenchCluster:
                 proc.wait(STOP_TIMEOUT)
             _LIVE.pop(proc.pid, None)
 
+    def log_sizes(self) -> dict[str, int]:
+        return {n.name: (self.root / "logs" / f"{n.name}.log").stat().st_size for n in self.nodes}
+
+    def log_lines_since(self, sizes: dict[str, int], pattern: str) -> list[str]:
+        """Lines matching `pattern` that the nodes logged after `sizes` were taken."""
+        lines = []
+        for name, size in sizes.items():
+            with open(self.root / "logs" / f"{name}.log", "rb") as f:
+                f.seek(size)
+                lines += [f"{name}: {line}" for line in f.read().decode(errors="replace").splitlines()
+                          if re.search(pattern, line)]  # fmt: skip
+        return lines
+
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
             if proc.poll() is not None and name not in self.killed:
@@ -292,10 +306,16 @@ class Point:
     errors: Counter[str]
     elections: dict[str, int]
     cpu: CpuShare = field(default_factory=CpuShare)
+    election_log: list[str] = field(default_factory=list)  # the nodes' own lines about it, when one happened
 
     @property
     def per_s(self) -> float:
         return self.ops / self.elapsed if self.elapsed else float("nan")
+
+    @property
+    def cpu_ms_per_op(self) -> float:
+        """Cluster CPU time per answered request: what a request costs, whatever else the machine did."""
+        return self.cpu.cluster * self.elapsed / self.ops * 1000 if self.ops else float("nan")
 
     @property
     def p50_ms(self) -> float:
@@ -371,6 +391,7 @@ def lookup_request(url: str, headers: dict[str, str] | None = None, params: dict
 async def measure(session: aiohttp.ClientSession, cluster: BenchCluster, config: str, what: str, request: Request,
                   clients: int, args: argparse.Namespace) -> Point:  # fmt: skip
     terms_before = await cluster.terms(session)
+    sizes = cluster.log_sizes()
     meter = CpuMeter(cluster.pids())
     latencies, errors, elapsed = await drive(session, request, clients, args.duration, args.max_ops)
     cpu = meter.stop()
@@ -378,6 +399,8 @@ async def measure(session: aiohttp.ClientSession, cluster: BenchCluster, config:
     cluster.check_alive()
     point = Point(config, what, clients, len(latencies), elapsed, latencies, errors,
                   {k: terms_after[k] - terms_before[k] for k in GROUPS}, cpu)  # fmt: skip
+    if any(point.elections.values()):
+        point.election_log = cluster.log_lines_since(sizes, r"elected|follows|term|leader")[:20]
     Console(width=200).print(
         f"  {config:<44} {what:<38} {clients:>3} clients: {point.per_s:>8,.0f}/s  p50 {point.p50_ms:6.2f} ms  "
         f"p99 {point.p99_ms:6.2f} ms  elections {sum(point.elections.values())}  errors {sum(errors.values())}  "
@@ -494,12 +517,12 @@ def headline(points: list[Point], clients: int) -> list[str]:
 
 def render(points: list[Point], args: argparse.Namespace, command: str) -> tuple[list[Table], str]:
     columns = ("configuration", "load", "clients", "per s", "p50 ms", "p99 ms", "elections cat/ord", "errors",
-               "cpu cores: cluster / driver / other")  # fmt: skip
+               "cluster cpu ms/op", "cpu cores: cluster / driver / other")  # fmt: skip
 
     def row(p: Point) -> list[str]:
         errors = ", ".join(f"{k}×{v}" for k, v in p.errors.most_common()) or "0"
         return [p.config, p.what, str(p.clients), f"{p.per_s:,.0f}", f"{p.p50_ms:.2f}", f"{p.p99_ms:.2f}",
-                f"{p.elections['catalog']} / {p.elections['order']}", errors,
+                f"{p.elections['catalog']} / {p.elections['order']}", errors, f"{p.cpu_ms_per_op:.2f}",
                 f"{p.cpu.cluster:.2f} / {p.cpu.driver:.2f} / {p.cpu.other:.2f}"]  # fmt: skip
 
     buys = [row(p) for p in points if p.what.startswith("buy")]
@@ -538,6 +561,7 @@ def render(points: list[Point], args: argparse.Namespace, command: str) -> tuple
         "GET /internal/books/{item} with the cluster secret, with and without `?consistency=stale` (the frontend "
         "has no passthrough for the read level; its GET /lookup always asks for a linearizable read, measured "
         "too). Elections = each group's highest term over its live replicas after minus before the point. "
+        "Cluster cpu ms/op = the cluster's CPU time during the point / requests answered. "
         "CPU = cores' worth of CPU time during the point (from /proc): the cluster's processes, the driver (one "
         "Python asyncio process with aiohttp, on the same machine) and everything else.",
         "",
@@ -547,6 +571,10 @@ def render(points: list[Point], args: argparse.Namespace, command: str) -> tuple
         if table.row_count:
             tables.append(table)
             md += lines
+    for p in points:
+        if p.election_log:
+            md += [f"Election during *{p.config}, {p.what}, {p.clients} clients* — the nodes' log lines:", "", "```",
+                   *p.election_log, "```", ""]  # fmt: skip
     return tables, "\n".join(md)
 
 
