@@ -459,12 +459,40 @@ async def measure_lookups(session: aiohttp.ClientSession, cluster: BenchCluster,
     return points
 
 
-async def run(args: argparse.Namespace) -> list[Point]:
+def round_order(replicas: list[int], rounds: int) -> list[int]:
+    """Cluster sizes in ABBA order (1, 3, 3, 1, ...): a machine whose load drifts during the run then
+    weighs on every size alike, and the ratios stay fair."""
+    return [r for n in range(rounds) for r in (replicas if n % 2 == 0 else replicas[::-1])]
+
+
+def merge(points: list[Point]) -> list[Point]:
+    """One point per (configuration, load, clients) over the rounds: requests and time summed, latencies
+    pooled, CPU shares averaged over time."""
+    merged: dict[tuple[str, str, int], Point] = {}
+    for p in points:
+        key = (p.config, p.what, p.clients)
+        if key not in merged:
+            merged[key] = Point(p.config, p.what, p.clients, 0, 0.0, [], Counter(), dict.fromkeys(GROUPS, 0), CpuShare())
+        m = merged[key]
+        for attr in ("cluster", "driver", "other"):
+            total = getattr(m.cpu, attr) * m.elapsed + getattr(p.cpu, attr) * p.elapsed
+            setattr(m.cpu, attr, total / (m.elapsed + p.elapsed))
+        m.ops += p.ops
+        m.elapsed += p.elapsed
+        m.latencies = sorted(m.latencies + p.latencies)
+        m.errors += p.errors
+        m.elections = {k: m.elections[k] + p.elections[k] for k in GROUPS}
+        m.election_log += p.election_log
+    return list(merged.values())
+
+
+async def run(args: argparse.Namespace) -> tuple[list[Point], list[Point]]:
+    """(every point of every round, the points merged over rounds)."""
     points: list[Point] = []
     with tempfile.TemporaryDirectory(prefix="pygmy-tier-bench-") as tmp:
-        for replicas in args.replicas:
-            points += await bench_cluster(Path(tmp) / f"r{replicas}", replicas, args)
-    return points
+        for n, replicas in enumerate(round_order(args.replicas, args.rounds)):
+            points += await bench_cluster(Path(tmp) / f"{n}-r{replicas}", replicas, args)
+    return points, merge(points)
 
 
 # -- report ----------------------------------------------------------------------------------------
@@ -515,6 +543,15 @@ def headline(points: list[Point], clients: int) -> list[str]:
     return lines + [""]
 
 
+def per_round(rounds: list[Point], clients: int) -> str:
+    """The headline buys/s of each round on its own, so the run-to-run spread shows."""
+    lines = ["", f"Buys/s at {clients} clients in each round, in the order run (the table pools them):", ""]
+    for p in rounds:
+        if p.what == "buy via frontend" and p.clients == clients:
+            lines.append(f"- {p.config}: {p.per_s:,.0f} buys/s, p99 {p.p99_ms:.1f} ms, other work {p.cpu.other:.2f} cores")
+    return "\n".join(lines) + "\n"
+
+
 def render(points: list[Point], args: argparse.Namespace, command: str) -> tuple[list[Table], str]:
     columns = ("configuration", "load", "clients", "per s", "p50 ms", "p99 ms", "elections cat/ord", "errors",
                "cluster cpu ms/op", "cpu cores: cluster / driver / other")  # fmt: skip
@@ -555,7 +592,9 @@ def render(points: list[Point], args: argparse.Namespace, command: str) -> tuple
         f"The catalog holds {BOOKS} books with {STOCK:,} copies each; each request picks one at random. A buy "
         "is POST /buy/{item} with a fresh Idempotency-Key: at least three commits across the two groups (order "
         "begin, catalog decrement, order settle), each an fsynced Raft entry and an fsynced SQLite commit per "
-        "replica. Each client sends its next request when the previous one is answered; a load point ends after "
+        "replica. Each configuration runs --rounds times, each on a fresh cluster, in ABBA order (1, 3, 3, 1 "
+        "replicas), and the table pools the rounds (requests and time summed, latencies pooled). "
+        "Each client sends its next request when the previous one is answered; a load point ends after "
         f"{args.duration:g} s or {args.max_ops:,} requests. \"Down\" = kill -9 of one follower of each group, "
         "then the same buys at the same concurrency. Lookups go straight to a catalog replica's "
         "GET /internal/books/{item} with the cluster secret, with and without `?consistency=stale` (the frontend "
@@ -625,6 +664,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                              "is used for lookups and the follower-down point)")  # fmt: skip
     parser.add_argument("--replicas", type=lambda s: [int(x) for x in s.split(",")], default=[1, 3],
                         help="replicas per group, one cluster each, comma-separated odd numbers (default 1,3)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="fresh clusters per size, in ABBA order, pooled in the report (default 2)")
     parser.add_argument("--warmup", type=int, default=300, help="buys before the first load point (default 300)")
     parser.add_argument("--no-fsync", action="store_true", help="[raft] sync = false (to see what fsync costs)")
     parser.add_argument("--out", default="docs/tier-benchmark.md", help="markdown report (+ .png beside it); '-' for none")
@@ -638,8 +679,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         import uvloop  # the driver must not be the bottleneck: use the event loop the nodes use
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    points = asyncio.run(run(args))
+    rounds, points = asyncio.run(run(args))
     tables, markdown = render(points, args, command)
+    markdown += per_round(rounds, max(args.clients))
     console = Console(width=max(Console().width, 160))  # the tables have nine columns
     for table in tables:
         console.print(table)
