@@ -618,7 +618,7 @@ def render(points: list[Point], args: argparse.Namespace, command: str) -> tuple
 
 
 def _label(config: str) -> str:
-    return config.replace(", a follower of each group down", ",\n1 follower per group down")
+    return config.replace(", a follower of each group down", ",\n1 follower\nper group down")
 
 
 def plot(points: list[Point], path: Path) -> None:
