@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-long install bench sim clean
+.PHONY: run test test-long install bench bench-tiers sim clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ sim: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.raft_bench
+
+# Buys/s and lookups/s of the replicated tiers, 1 vs 3 replicas, in one run (docs/tier-benchmark.md).
+bench-tiers: $(STAMP)
+	$(BIN)/python -m benchmarks.tier_bench
 
 clean:
 	rm -rf $(VENV) data .pytest_cache
