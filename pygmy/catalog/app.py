@@ -10,7 +10,6 @@ that is done, reads answer 503 `loading`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -26,7 +25,7 @@ from pygmy.common.server import make_app
 from pygmy.common.tier_client import TierClient
 from pygmy.config import Config, Node
 from pygmy.replica.group import NotLeader, ProposalDropped, Replica
-from pygmy.replica.http import REPLICA, add_replica_routes, answer, on_leader, read
+from pygmy.replica.http import REPLICA, add_replica_routes, run_replica, answer, on_leader, read
 from pygmy.replica.machine import CommandError
 
 log = logging.getLogger(__name__)
@@ -143,17 +142,7 @@ async def create_app(config: Config, node: Node, *, join: bool = False) -> web.A
     app.router.add_post("/internal/apply", apply_command)
     app.router.add_get("/internal/health", health)
 
-    async def lifecycle(_: web.Application):  # type: ignore[no-untyped-def]
-        await replica.start()
-        seeder = asyncio.create_task(seed_when_leader(replica, config))
-        yield
-        seeder.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await seeder
-        await replica.stop()
-        await tiers.close()
-
-    app.cleanup_ctx.append(lifecycle)
+    run_replica(app, replica, tiers, lambda: seed_when_leader(replica, config))
     return app
 
 

@@ -6,8 +6,6 @@ read level the caller asks (linearizable by default, see `pygmy.replica.http`).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 
 from aiohttp import web
 
@@ -22,7 +20,7 @@ from pygmy.order.buying import BuyService
 from pygmy.order.machine import OrderMachine
 from pygmy.replica.client import GroupClient
 from pygmy.replica.group import Replica
-from pygmy.replica.http import REPLICA, add_replica_routes, answer, on_leader, read
+from pygmy.replica.http import REPLICA, add_replica_routes, run_replica, answer, on_leader, read
 
 BUYS = web.AppKey("buy_service", BuyService)
 
@@ -87,17 +85,7 @@ async def create_app(config: Config, node: Node, *, join: bool = False) -> web.A
     app.router.add_get("/internal/ledger", ledger)
     app.router.add_get("/internal/health", health)
 
-    async def lifecycle(_: web.Application):  # type: ignore[no-untyped-def]
-        await replica.start()
-        task = asyncio.create_task(service.run_settler())
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await replica.stop()
-        await tiers.close()
-
-    app.cleanup_ctx.append(lifecycle)
+    run_replica(app, replica, tiers, service.run_settler)
     return app
 
 

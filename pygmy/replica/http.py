@@ -21,6 +21,7 @@ Every answer says where it was served: headers `X-Pygmy-Index` (the applied inde
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import base64
 import dataclasses
 import math
@@ -76,6 +77,25 @@ def parse_read_level(query: Any) -> ReadLevel:
     if index < 0 or (bound is not None and (not math.isfinite(bound) or bound <= 0)):
         raise bad_request("min_index must be >= 0 and max_staleness > 0", "bad_consistency")
     return ReadLevel(linearizable=False, min_index=index, max_staleness=bound)
+
+
+def run_replica(
+    app: web.Application, replica: Replica, tiers: TierClient, background: Callable[[], Awaitable[None]]
+) -> None:
+    """Start the replica with the app, run `background` (the seeder, the settler) beside it, and on
+    shutdown stop that, then the replica (a leader hands over first), then the HTTP client pool."""
+
+    async def lifecycle(_: web.Application):  # type: ignore[no-untyped-def]
+        await replica.start()
+        task = asyncio.create_task(background())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await replica.stop()
+        await tiers.close()
+
+    app.cleanup_ctx.append(lifecycle)
 
 
 def add_replica_routes(app: web.Application, replica: Replica, tiers: TierClient) -> None:
