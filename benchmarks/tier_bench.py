@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import atexit
 import contextlib
 import json
 import os
@@ -48,7 +47,7 @@ import aiohttp
 from rich.console import Console
 from rich.table import Table
 
-from tests.support.cluster import free_ports, pygmy_command
+from tests.support.cluster import LIVE, NodeSpec, free_ports, pygmy_command
 
 NOTES_MARKER = "<!-- notes: kept when the benchmark rewrites this file -->"
 BOOKS = 64  # buys and lookups pick an item at random among these
@@ -59,41 +58,7 @@ REQUEST_TIMEOUT = 10.0
 GROUPS = ("catalog", "order")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
-# Every node process this benchmark started and may still be running, killed again at exit (whatever
-# stopped the run: an exception, Ctrl-C, SIGTERM) in case a cluster's own stop() never ran.
-_LIVE: dict[int, subprocess.Popen[bytes]] = {}
-
-
-def _kill_leftovers() -> None:
-    for pid, proc in list(_LIVE.items()):
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(5)
-        _LIVE.pop(pid, None)
-
-
-atexit.register(_kill_leftovers)
-
-
-# -- one cluster, one process per node ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class NodeSpec:
-    kind: str
-    id: int
-    port: int
-    raft_port: int = 0
-
-    @property
-    def name(self) -> str:
-        return f"{self.kind}-{self.id}"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+# -- one cluster, one process per node (every process started is registered in LIVE, killed at exit) ----
 
 
 class BenchCluster:
@@ -107,7 +72,7 @@ class BenchCluster:
         self.admin_token = "admin-" + secrets.token_hex(8)
         self.secret = "secret-" + secrets.token_hex(8)
         ports = iter(free_ports(1 + 4 * replicas))
-        self.nodes = [NodeSpec("frontend", 0, next(ports))]
+        self.nodes = [NodeSpec("frontend", 0, next(ports), 0)]
         for kind in GROUPS:
             self.nodes += [NodeSpec(kind, i, next(ports), next(ports)) for i in range(replicas)]
         books = [
@@ -160,7 +125,7 @@ class BenchCluster:
                     stdout=log, stderr=subprocess.STDOUT, cwd=self.root, env=env,
                     start_new_session=True,  # a Ctrl-C at the terminal reaches the benchmark, which stops them
                 )  # fmt: skip
-            _LIVE[self.procs[n.name].pid] = self.procs[n.name]
+            LIVE[self.procs[n.name].pid] = self.procs[n.name]
 
     def kill(self, name: str) -> None:
         """kill -9 one node, by the PID this benchmark started it under."""
@@ -168,7 +133,7 @@ class BenchCluster:
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait(STOP_TIMEOUT)
-        _LIVE.pop(proc.pid, None)
+        LIVE.pop(proc.pid, None)
 
     def stop(self) -> None:
         """SIGTERM every node started here, SIGKILL whichever has not exited in time."""
@@ -183,7 +148,7 @@ class BenchCluster:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(proc.pid, signal.SIGKILL)
                 proc.wait(STOP_TIMEOUT)
-            _LIVE.pop(proc.pid, None)
+            LIVE.pop(proc.pid, None)
 
     def log_sizes(self) -> dict[str, int]:
         return {n.name: (self.root / "logs" / f"{n.name}.log").stat().st_size for n in self.nodes}

@@ -28,18 +28,18 @@ READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 REPLICAS = 3  # per backend group, in the configuration the tests write
 
-# Every process the tests started and may still be running: PID -> Popen.
-_LIVE: dict[int, subprocess.Popen[bytes]] = {}
+# Every process the tests (and benchmarks) started and may still be running: PID -> Popen; killed at exit.
+LIVE: dict[int, subprocess.Popen[bytes]] = {}
 
 
 def _kill_leftovers() -> None:
-    for pid, proc in list(_LIVE.items()):
+    for pid, proc in list(LIVE.items()):
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(5)
-        _LIVE.pop(pid, None)
+        LIVE.pop(pid, None)
 
 
 atexit.register(_kill_leftovers)
@@ -224,7 +224,7 @@ class Cluster:
             )
         finally:
             log.close()
-        _LIVE[proc.pid] = proc
+        LIVE[proc.pid] = proc
         return proc
 
     def _common_flags(self) -> list[str]:
@@ -274,7 +274,7 @@ class Cluster:
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait(STOP_TIMEOUT)
-        _LIVE.pop(proc.pid, None)
+        LIVE.pop(proc.pid, None)
 
     def restart(self, kind: str, node_id: int = 0, *, join: bool = False) -> None:
         self.start_node(kind, node_id, join=join)
@@ -336,7 +336,7 @@ class Cluster:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(proc.pid, signal.SIGKILL)
                 proc.wait(STOP_TIMEOUT)
-            _LIVE.pop(proc.pid, None)
+            LIVE.pop(proc.pid, None)
         self.kill_orphans()
         # Stopped clusters can start again, on the same configuration and data.
         self.procs = {}
