@@ -160,17 +160,6 @@ class Config:
                 return n
         raise ConfigError(f"no {kind} node with id {node_id} in the configuration")
 
-    def serving(self, kind: NodeKind) -> Node:
-        """The replica of a backend tier that serves requests.
-
-        Until the tiers run on consensus, only the lowest-id replica of each backend tier serves;
-        the others are listed so that the configuration already describes the replicated cluster.
-        """
-        nodes = self.of_kind(kind)
-        if not nodes:
-            raise ConfigError(f"the configuration has no {kind} node")
-        return nodes[0]
-
     def node_dir(self, node: Node) -> Path:
         return self.data_dir / node.name
 

@@ -113,10 +113,6 @@ class CatalogStore:
         ).fetchone()
         return (row["item"], orjson.loads(row["result"])) if row else None
 
-    def request_result(self, request_id: str) -> dict[str, Any] | None:
-        found = self.request(request_id)
-        return found[1] if found else None
-
     def record_request(
         self, request_id: str, result: dict[str, Any], *, order_id: int | None = None, item: int | None = None
     ) -> None:
