@@ -23,7 +23,7 @@ from pygmy.config import Config, Node
 from pygmy.raft.core import Status
 from pygmy.raft.messages import Role
 from pygmy.raft.node import NotLeader, ProposalDropped, RaftGroup, ReadTimeout
-from pygmy.raft.sqlite_machine import SQLiteMachine
+from pygmy.replica.machine import TierMachine
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class NoLeader(Exception):
 class Replica:
     """This process's member of its tier's Raft group, with the state machine `machine` (on SQLite)."""
 
-    def __init__(self, config: Config, node: Node, machine: SQLiteMachine, *, join: bool = False) -> None:
+    def __init__(self, config: Config, node: Node, machine: TierMachine, *, join: bool = False) -> None:
         self.config = config
         self.node = node
         self.machine = machine
@@ -110,11 +110,13 @@ class Replica:
 
     async def wait_applied(self, index: int, timeout: float) -> bool:
         """Until this replica has applied `index` (True) or `timeout` passes (False)."""
-        deadline = time.monotonic() + timeout
-        while self.machine.applied_index < index:
-            if time.monotonic() >= deadline or self.group.failure is not None:
-                return False
-            await asyncio.sleep(0.002)
+        if self.machine.applied_index >= index:
+            return True
+        waiter = self.machine.applied_at_least(index)
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        except asyncio.TimeoutError:
+            return False
         return True
 
     # -- operator views ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ JSON objects (dicts). This base adds what the replication layer needs of any tie
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import sqlite3
 from typing import Any, Iterable
@@ -38,6 +39,27 @@ class TierMachine(SQLiteMachine):
         super().__init__(path)
         self.db.row_factory = sqlite3.Row
         self.db.executescript(_DIGESTS)
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []  # (index, woken once applied that far)
+
+    # -- waiting for an index ----------------------------------------------------------------------
+
+    def applied_at_least(self, index: int) -> asyncio.Future[None]:
+        """A future done once this machine has applied `index` (at once if it has)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.applied_index >= index:
+            future.set_result(None)
+        else:
+            self._waiters.append((index, future))
+        return future
+
+    def commit_entry(self, index: int, term: int, sessions: bytes) -> None:
+        super().commit_entry(index, term, sessions)
+        if self._waiters:
+            ready = [f for i, f in self._waiters if i <= index]
+            self._waiters = [(i, f) for i, f in self._waiters if i > index and not f.done()]
+            for future in ready:
+                # Commits run on the loop's thread today; call_soon_threadsafe keeps that from mattering.
+                future.get_loop().call_soon_threadsafe(_wake, future)
 
     # -- what a tier writes ------------------------------------------------------------------------
 
@@ -106,6 +128,11 @@ class TierMachine(SQLiteMachine):
         db.execute("INSERT OR REPLACE INTO _digests VALUES (?, ?, ?, ?)", (digest_id, seq, h.hexdigest(), orjson.dumps(summary)))
         db.execute("DELETE FROM _digests WHERE seq <= ?", (seq - DIGESTS_KEPT,))
         return {"id": digest_id, "hash": h.hexdigest(), "summary": summary}
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _decode(data: bytes) -> Json:
