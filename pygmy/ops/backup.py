@@ -89,9 +89,9 @@ async def take_backup(backends: Backends, attempts: int = ATTEMPTS) -> Backup:
 
 
 async def dump_group(backends: Backends, kind: NodeKind) -> GroupDump:
-    node, body = await backends.first(kind, "GET", "/internal/dump")
+    served_by, body = await backends.first(kind, "GET", "/internal/dump")
     data = base64.b64decode(body["data"])
-    return GroupDump(kind, int(body["index"]), node.name, dict(body.get("summary") or {}), data, _hash(data))
+    return GroupDump(kind, int(body["index"]), served_by, dict(body.get("summary") or {}), data, _hash(data))
 
 
 def _pending(dump: GroupDump) -> int:

@@ -24,7 +24,8 @@ from typing import Any, Callable, Literal
 
 from pygmy.common.tier_client import TierUnavailable
 from pygmy.config import Node, NodeKind
-from pygmy.ops.nodes import GROUPS, Backends, OpsError, error_message
+from pygmy.ops.nodes import GROUPS, Backends, OpsError
+from pygmy.replica.client import error_message
 
 Level = Literal["ok", "warn", "fail"]
 Progress = Callable[[str, int, int], None]  # (what, done, total)

@@ -6,11 +6,11 @@ replica by name, and tell a replica that is down from one that answers wrongly.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from pygmy.common.tier_client import Reply, TierClient, TierUnavailable
 from pygmy.config import Config, Node, NodeKind
+from pygmy.replica.client import GroupClient, error_message
 
 GROUPS: tuple[NodeKind, ...] = ("catalog", "order")
 
@@ -35,30 +35,17 @@ class Backends:
         return await self.tiers.call(method, node.url + path, params=params, timeout=timeout)
 
     async def first(self, kind: NodeKind, method: str, path: str, *, params: dict[str, str] | None = None,
-                    deadline: float = 10.0) -> tuple[Node, Any]:
-        """The first replica of `kind` to answer 200, and its body; a replica forwards to its leader, so
-        any one will do. Retried (elections take a moment) until `deadline`; OpsError after."""
-        end = asyncio.get_running_loop().time() + deadline
-        problems: dict[str, str] = {}
-        while True:
-            for node in self.replicas(kind):
-                try:
-                    reply = await self.call(node, method, path, params=params)
-                except TierUnavailable as exc:
-                    problems[node.name] = str(exc)
-                    continue
-                if reply.status == 200:
-                    return node, reply.body
-                problems[node.name] = f"answered {reply.status}: {error_message(reply.body)}"
-            if asyncio.get_running_loop().time() >= end:
-                detail = "; ".join(f"{name}: {why}" for name, why in problems.items())
-                raise OpsError(f"no {kind} replica answered {method} {path}: {detail}")
-            await asyncio.sleep(0.2)
+                    deadline: float = 10.0) -> tuple[str, Any]:
+        """The name of the replica that answered 200, and its body: any replica will do (a follower forwards
+        to its leader), the group's client fails over and waits out elections; OpsError otherwise."""
+        group = GroupClient(self.tiers, [n.url for n in self.replicas(kind)], deadline=deadline)
+        try:
+            reply = await group.call(method, path, params=params, idempotent=True)
+        except TierUnavailable as exc:
+            raise OpsError(f"no {kind} replica answered {method} {path}: {exc}") from None
+        if reply.status != 200:
+            raise OpsError(f"{kind} answered {method} {path} with {reply.status}: {error_message(reply.body)}")
+        return reply.headers.get("X-Pygmy-Served-By", kind), reply.body
 
     async def close(self) -> None:
         await self.tiers.close()
-
-
-def error_message(body: Any) -> str:
-    error = body.get("error") if isinstance(body, dict) else None
-    return str(error.get("message")) if isinstance(error, dict) else str(body)[:200]

@@ -73,7 +73,7 @@ class GroupClient:
                 self._learn(reply)
                 if reply.status != 503:
                     return reply
-                last = TierUnavailable(f"{url} answered 503: {_message(reply)}", sent=True)
+                last = TierUnavailable(f"{url} answered 503: {error_message(reply.body)}", sent=True)
                 sent = sent or method != "GET"
                 if not idempotent and method != "GET" and _code(reply) == "outcome_unknown":
                     return reply
@@ -95,6 +95,7 @@ def _code(reply: Reply) -> str | None:
     return error.get("code") if isinstance(error, dict) else None
 
 
-def _message(reply: Reply) -> str:
-    error = reply.body.get("error") if isinstance(reply.body, dict) else None
-    return str(error.get("message")) if isinstance(error, dict) else str(reply.body)
+def error_message(body: Any) -> str:
+    """The message of a `{"error": {"code", "message"}}` body, or the start of whatever came instead."""
+    error = body.get("error") if isinstance(body, dict) else None
+    return str(error.get("message")) if isinstance(error, dict) else str(body)[:200]
