@@ -122,6 +122,24 @@ class RaftSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class FrontendSettings:
+    """The `[frontend]` table: how a frontend watches the replicas and how long it tries before a 503."""
+
+    heartbeat_ms: int = 500  # between heartbeats to each replica (the reference waited 5 s)
+    election_wait_ms: int = 4000  # a request waits this long for a leader: an election plus one cache lease
+    retry_budget: float = 0.2  # retries allowed per request sent, so a dead tier is not hammered
+
+    def __post_init__(self) -> None:
+        for key in ("heartbeat_ms", "election_wait_ms"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"frontend.{key} must be a positive integer, not {value!r}")
+        budget = self.retry_budget
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 <= budget <= 10:
+            raise ConfigError(f"frontend.retry_budget must be a number from 0 to 10, not {budget!r}")
+
+
+@dataclasses.dataclass(frozen=True)
 class Node:
     kind: NodeKind
     id: int
@@ -146,6 +164,7 @@ class Config:
     cluster_secret: str
     catalog_file: Path | None = None
     raft: RaftSettings = RaftSettings()
+    frontend: FrontendSettings = FrontendSettings()
     # Recorded by every Raft member at its first start, so a node never joins another cluster's group.
     cluster_id: str | None = None
     # Where the configuration came from, so child processes can be handed the same file.
@@ -216,7 +235,8 @@ def parse(text: str, *, base_dir: Path | None = None, source: Path | None = None
         admin_token=_required_str(raw, "admin_token"),
         cluster_secret=_required_str(raw, "cluster_secret"),
         catalog_file=(base_dir / catalog_file) if catalog_file else None,
-        raft=_parse_raft(raw.get("raft", {})),
+        raft=_parse_table("raft", RaftSettings, raw.get("raft", {})),
+        frontend=_parse_table("frontend", FrontendSettings, raw.get("frontend", {})),
         cluster_id=cluster_id,
         source=source,
     )
@@ -263,20 +283,22 @@ def dump(config: Config) -> str:
     if config.cluster_id is not None:
         doc["cluster_id"] = config.cluster_id
     doc["raft"] = dataclasses.asdict(config.raft)
+    doc["frontend"] = dataclasses.asdict(config.frontend)
     doc["nodes"] = [
         {k: v for k, v in dataclasses.asdict(n).items() if v is not None} for n in config.nodes
     ]
     return tomli_w.dumps(doc)
 
 
-def _parse_raft(raw: Any) -> RaftSettings:
+def _parse_table(name: str, settings: Any, raw: Any) -> Any:
+    """A settings table (`[raft]`, `[frontend]`) as its dataclass; unknown keys are refused by name."""
     if not isinstance(raw, dict):
-        raise ConfigError("raft must be a table ([raft])")
-    known = {f.name for f in dataclasses.fields(RaftSettings)}
+        raise ConfigError(f"{name} must be a table ([{name}])")
+    known = {f.name for f in dataclasses.fields(settings)}
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise ConfigError(f"unknown key in [raft]: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    return RaftSettings(**raw)
+        raise ConfigError(f"unknown key in [{name}]: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    return settings(**raw)
 
 
 def _parse_node(position: int, raw: Any) -> Node:

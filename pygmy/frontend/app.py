@@ -3,7 +3,6 @@ turns their answers (or their silence) into clear JSON responses."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from importlib import resources
@@ -12,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from pygmy.common.auth import require_admin
+from pygmy.common.deadline import wait_bound
 from pygmy.common.errors import ApiError, bad_request, unavailable
 from pygmy.common.jsonio import json_response, read_json_object
 from pygmy.common.params import parse_id, parse_idempotency_key, parse_page
@@ -19,7 +19,8 @@ from pygmy.common.server import make_app
 from pygmy.common.tier_client import TierClient, TierUnavailable
 from pygmy.common.timing import add_downstream
 from pygmy.config import Config
-from pygmy.replica.client import GroupClient
+from pygmy.frontend.health import CACHE_STATUS_KEY, HealthMonitor
+from pygmy.replica.client import GroupClient, RetryBudget
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ TIERS = web.AppKey("tiers", TierClient)
 # A client per backend group: it knows the replicas, goes to the leader first and fails over to the others.
 BACKENDS = web.AppKey("backends", dict)
 OPENAPI = web.AppKey("openapi", bytes)
-HEALTH_TIMEOUT = 0.5
+HEALTH = web.AppKey("health", HealthMonitor)
 UPDATE_FIELDS = {"stock_delta", "cost"}
 
 
@@ -37,8 +38,12 @@ async def _call(
 ) -> Any:
     """Call a backend group (any replica, the leader first); its errors become ours, its silence a 503."""
     group: GroupClient = request.app[BACKENDS][tier]
+    # Reads spread over the healthy replicas (each serves linearizable reads); writes go to the leader.
+    # A client's X-Pygmy-Deadline-Ms may shorten the wait (an election plus a lease) but not lengthen it.
+    deadline = wait_bound(request.headers, group.deadline)
     try:
-        reply = await group.call(method, path, idempotent=idempotent, **kwargs)
+        reply = await group.call(method, path, idempotent=idempotent, prefer_leader=method != "GET",
+                                 deadline=deadline, **kwargs)
     except TierUnavailable as exc:
         log.warning("%s tier unreachable: %s", tier, exc)
         if exc.sent and method == "POST":
@@ -116,46 +121,9 @@ async def update_book(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    """The status document (docs/contracts.md): every node of every tier, and each group's leader."""
-    config = request.app[CONFIG]
-    backends = [n for n in config.nodes if n.kind != "frontend"]
-    answers = await asyncio.gather(*(_probe(request.app[TIERS], n.url) for n in backends))
-    nodes: list[dict[str, Any]] = [
-        {"kind": "frontend", "id": n.id, "name": n.name, "url": n.url, "status": "up", "role": "frontend"}
-        for n in config.of_kind("frontend")
-    ]
-    for node, status in zip(backends, answers):
-        nodes.append(status or {"kind": node.kind, "id": node.id, "name": node.name, "url": node.url,
-                                "status": "down", "role": None})
-    groups = {kind: _group(kind, [n for n in nodes if n["kind"] == kind]) for kind in ("catalog", "order")}
-    if any(g["leader"] is None for g in groups.values()):
-        overall = "unavailable"
-    elif all(n["status"] == "up" for n in nodes):
-        overall = "ok"
-    else:
-        overall = "degraded"
-    return json_response({"status": overall, "groups": groups, "nodes": nodes})
-
-
-def _group(kind: str, nodes: list[dict[str, Any]]) -> dict[str, Any]:
-    leaders = [n for n in nodes if n.get("role") == "leader"]
-    leader = max(leaders, key=lambda n: n["term"]) if leaders else None
-    up = sum(1 for n in nodes if n["status"] == "up")
-    return {
-        "leader": leader["name"] if leader else None,
-        "term": leader["term"] if leader else max((n.get("term") or 0 for n in nodes), default=0),
-        "replicas": len(nodes),
-        "up": up,
-        "quorum": up > len(nodes) // 2,
-    }
-
-
-async def _probe(tiers: TierClient, url: str) -> dict[str, Any] | None:
-    try:
-        reply = await tiers.call("GET", f"{url}/internal/status", timeout=HEALTH_TIMEOUT)
-    except TierUnavailable:
-        return None
-    return reply.body if reply.status == 200 and isinstance(reply.body, dict) else None
+    """The status document (docs/contracts.md) from the heartbeats' last answers: no call per request."""
+    cache = request.app.get(CACHE_STATUS_KEY)
+    return json_response(request.app[HEALTH].document(cache.status() if cache is not None else None))
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -167,7 +135,8 @@ async def create_app(config: Config) -> web.Application:
     app[CONFIG] = config
     tiers = TierClient(config.cluster_secret)
     app[TIERS] = tiers
-    app[BACKENDS] = {tier: GroupClient(tiers, [n.url for n in config.of_kind(tier)]) for tier in ("catalog", "order")}
+    app[HEALTH] = monitor = HealthMonitor(tiers, config)
+    app[BACKENDS] = {tier: _group_client(config, tiers, monitor, tier) for tier in ("catalog", "order")}
     app[OPENAPI] = resources.files("pygmy.frontend").joinpath("openapi.json").read_bytes()
     r = app.router
     r.add_get("/search", search)
@@ -184,8 +153,17 @@ async def create_app(config: Config) -> web.Application:
     r.add_get("/health", health)
     r.add_get("/openapi.json", openapi)
 
-    async def close(_: web.Application) -> None:
+    async def heartbeats(_: web.Application):  # type: ignore[no-untyped-def]
+        await monitor.start()
+        yield
+        await monitor.stop()
         await tiers.close()
 
-    app.on_cleanup.append(close)
+    app.cleanup_ctx.append(heartbeats)
     return app
+
+
+def _group_client(config: Config, tiers: TierClient, monitor: HealthMonitor, tier: str) -> GroupClient:
+    settings = config.frontend
+    return GroupClient(tiers, [n.url for n in config.of_kind(tier)], deadline=settings.election_wait_ms / 1000,
+                       health=monitor, budget=RetryBudget(settings.retry_budget))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from typing import Any
 
@@ -51,6 +52,8 @@ class Replica:
             config.raft.group_options(), join=join, cluster_id=f"{cluster}/{node.kind}",
         )
         self.started = time.time()
+        # Fresh at every start, so a frontend's heartbeat sees that this replica crashed and came back.
+        self.boot_id = os.urandom(8).hex()
         self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -142,6 +145,8 @@ class Replica:
             "last_contact": None if contact is None else round(contact, 3),
             "restarts": restarts,
             "started": self.started,
+            "boot_id": self.boot_id,
+            "pid": os.getpid(),
         }
 
     async def _hand_over(self) -> None:

@@ -31,6 +31,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from pygmy.common.deadline import deadline_header, wait_bound
 from pygmy.common.errors import ApiError, bad_request, unavailable
 from pygmy.common.jsonio import json_response
 from pygmy.common.tier_client import TierClient, TierUnavailable
@@ -151,7 +152,8 @@ async def on_leader(
     idempotency key); otherwise an unknown outcome is answered 503 `outcome_unknown`.
     """
     replica = request.app[REPLICA]
-    deadline = time.monotonic() + LEADER_WAIT
+    # Never wait for a leader longer than the caller waits for us (its deadline header).
+    deadline = time.monotonic() + wait_bound(request.headers, LEADER_WAIT)
     body = await request.read()
     while True:
         remaining = deadline - time.monotonic()
@@ -162,7 +164,7 @@ async def on_leader(
                 raise ApiError(503, "not_leader", f"{replica.node.name} does not lead the {replica.node.kind} group")
             leader = await replica.wait_for_leader(max(remaining, 0.0))
             if leader != replica.node.id:
-                forwarded = await _forward(request, replica.urls[leader], body, idempotent=idempotent)
+                forwarded = await _forward(request, replica.urls[leader], body, deadline, idempotent=idempotent)
                 if forwarded is not None:
                     return forwarded
         except (NotLeader, ReadTimeout):
@@ -180,13 +182,14 @@ async def on_leader(
         await asyncio.sleep(0.02)
 
 
-async def _forward(request: web.Request, leader_url: str, body: bytes, *, idempotent: bool) -> web.Response | None:
+async def _forward(
+    request: web.Request, leader_url: str, body: bytes, deadline: float, *, idempotent: bool
+) -> web.Response | None:
     """The leader's answer relayed, or None when the caller should look for the leader again."""
     tiers = request.app[TIERS]
+    headers = {FORWARDED: "1", **deadline_header(deadline - time.monotonic())}
     try:
-        reply = await tiers.call(
-            request.method, leader_url + request.path_qs, raw=body or None, headers={FORWARDED: "1"},
-        )
+        reply = await tiers.call(request.method, leader_url + request.path_qs, raw=body or None, headers=headers)
     except TierUnavailable as exc:
         if exc.sent and not idempotent and request.method == "POST":
             raise unavailable(
@@ -224,7 +227,7 @@ async def _stale_allowed(replica: Replica, level: ReadLevel) -> bool:
 
 
 async def _read_linearizable(request: web.Request, replica: Replica, query: dict[str, Any]) -> dict[str, Any]:
-    deadline = time.monotonic() + LEADER_WAIT
+    deadline = time.monotonic() + wait_bound(request.headers, LEADER_WAIT)
     while True:
         try:
             if replica.is_leader():

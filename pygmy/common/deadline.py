@@ -1,0 +1,36 @@
+"""A caller's deadline, handed from tier to tier in a header so that no tier waits longer than its caller will.
+
+The frontend sends `X-Pygmy-Deadline-Ms: N` (milliseconds the caller will still wait, less a margin for the
+answer's way back); a replica caps its own waits (for a leader, for an index) at that, so it answers 503 while
+the caller still listens instead of working on for a caller that has hung up.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+DEADLINE_HEADER = "X-Pygmy-Deadline-Ms"
+# Kept back from what is passed on: the time a 503 takes to travel back and be read by the caller.
+RETURN_MARGIN = 0.05
+
+
+def deadline_header(remaining: float) -> dict[str, str]:
+    """The header that passes `remaining` seconds (less the return margin) on to the next tier."""
+    return {DEADLINE_HEADER: str(max(1, int((remaining - RETURN_MARGIN) * 1000)))}
+
+
+def wait_bound(headers: Mapping[str, str], default: float) -> float:
+    """Seconds this tier may wait: `default`, or less when the caller's deadline header says so.
+
+    A malformed header is ignored (it is a hint between our own tiers, not client input)."""
+    raw = headers.get(DEADLINE_HEADER)
+    if raw is None:
+        return default
+    try:
+        ms = float(raw)
+    except ValueError:
+        return default
+    if not math.isfinite(ms) or ms <= 0:
+        return default
+    return min(default, ms / 1000)
