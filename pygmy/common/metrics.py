@@ -20,6 +20,10 @@ LATENCY = Histogram(
 COMMANDS = Counter(
     "pygmy_state_machine_commands_total", "Commands applied by a tier's state machine", ["tier", "op", "outcome"]
 )
+# Each attempt a GroupClient makes on one replica: answered, refused (nothing listens) or failed (reset or
+# timed out). A replica marked down gets no attempts while a healthy one can answer.
+ATTEMPTS = Counter("pygmy_replica_attempts_total", "Requests sent to one replica of a group, by outcome",
+                   ["replica", "outcome"])
 ORDERS = Counter("pygmy_orders_total", "Buys settled by the order tier", ["status"])
 
 

@@ -123,6 +123,7 @@ async def update_book(request: web.Request) -> web.Response:
 async def health(request: web.Request) -> web.Response:
     """The status document (docs/contracts.md) from the heartbeats' last answers: no call per request."""
     cache = request.app.get(CACHE_STATUS_KEY)
+    await request.app[HEALTH].refresh_if_leaderless()
     return json_response(request.app[HEALTH].document(cache.status() if cache is not None else None))
 
 

@@ -74,6 +74,8 @@ class HealthMonitor:
         self.started = time.time()
         self.replicas = {n.url: ReplicaView(n) for n in config.nodes if n.kind != "frontend"}
         self._tasks: list[asyncio.Task[None]] = []
+        self._refresh: asyncio.Task[None] | None = None
+        self._refreshed = 0.0
 
     # -- the state GroupClient reads and reports to ------------------------------------------------
 
@@ -92,13 +94,13 @@ class HealthMonitor:
         if view is not None and not view.up:
             view.up = True
             view.misses = 0
-            log.info("%s answers again; it is marked up", view.node.name)
+            log.info("%s answers; it is marked up", view.node.name)
 
     # -- heartbeats --------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """One round of heartbeats (so the first /health is already true), then one loop per replica."""
-        await asyncio.gather(*(self.beat(view) for view in self.replicas.values()))
+        await self._beat_all()
         self._tasks = [asyncio.create_task(self._loop(view)) for view in self.replicas.values()]
 
     async def stop(self) -> None:
@@ -107,6 +109,23 @@ class HealthMonitor:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    async def refresh_if_leaderless(self) -> None:
+        """When the last heartbeats saw a group with no leader (it may have just elected one), beat every
+        replica again now: one round shared by every caller, at most once per RECHECK, so a burst of
+        /health calls during an outage still costs each replica at most a status call per RECHECK."""
+        if all(_group([_node_entry(v) for v in self.replicas.values() if v.node.kind == kind])["leader"]
+               for kind in ("catalog", "order")):
+            return
+        if self._refresh is None or self._refresh.done():
+            if time.monotonic() - self._refreshed < RECHECK:
+                return
+            self._refreshed = time.monotonic()
+            self._refresh = asyncio.create_task(self._beat_all())
+        await asyncio.shield(self._refresh)
+
+    async def _beat_all(self) -> None:
+        await asyncio.gather(*(self.beat(view) for view in self.replicas.values()))
 
     async def _loop(self, view: ReplicaView) -> None:
         while True:

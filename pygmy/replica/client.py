@@ -23,6 +23,7 @@ import time
 from typing import Any, Protocol
 
 from pygmy.common.deadline import deadline_header
+from pygmy.common.metrics import ATTEMPTS
 from pygmy.common.tier_client import Reply, TierClient, TierUnavailable
 
 LEADER_HEADER = "X-Pygmy-Leader"
@@ -163,6 +164,7 @@ class GroupClient:
                                                   headers=deadline_header(remaining), timeout=attempt_timeout)
                 except TierUnavailable as exc:
                     last = exc
+                    ATTEMPTS.labels(url, "failed" if exc.sent else "refused").inc()
                     if self.leader == url:
                         self.leader = None
                     if not exc.sent:
@@ -174,6 +176,7 @@ class GroupClient:
                     if not idempotent:
                         raise
                     continue
+                ATTEMPTS.labels(url, "answered").inc()
                 self.health.mark_up(url)
                 self._learn(reply)
                 if reply.status != 503:

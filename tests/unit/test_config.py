@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pygmy.config import DEFAULT_TOML, Config, ConfigError, RaftSettings, dump, load, parse
+from pygmy.config import DEFAULT_TOML, Config, ConfigError, FrontendSettings, RaftSettings, dump, load, parse
 from pygmy.raft.core import RaftConfig
 from pygmy.raft.node import GroupOptions
 
@@ -76,6 +76,36 @@ def test_the_default_raft_settings_give_the_groups_default_options() -> None:
 def test_bad_raft_values_are_refused_with_the_key_named(table: str, words: list[str]) -> None:
     with pytest.raises(ConfigError) as refused:
         parse(config_text(f"[raft]\n{table}\n"))
+    for word in words:
+        assert word in str(refused.value)
+
+
+# -- [frontend] ------------------------------------------------------------------------------------
+
+
+def test_without_a_frontend_table_heartbeats_are_500ms_and_a_request_waits_4s_for_a_leader() -> None:
+    assert parse(config_text()).frontend == FrontendSettings(heartbeat_ms=500, election_wait_ms=4000, retry_budget=0.2)
+
+
+def test_the_frontend_table_is_read_and_dumped_back() -> None:
+    config = parse(config_text("[frontend]\nheartbeat_ms = 100\nelection_wait_ms = 2500\nretry_budget = 0.5\n"))
+    assert config.frontend == FrontendSettings(heartbeat_ms=100, election_wait_ms=2500, retry_budget=0.5)
+    assert parse(dump(config)).frontend == config.frontend
+
+
+@pytest.mark.parametrize(
+    "table, words",
+    [
+        ("heartbeat_ms = 0", ["frontend.heartbeat_ms", "positive"]),
+        ("election_wait_ms = 1.5", ["frontend.election_wait_ms", "positive"]),
+        ("retry_budget = -0.1", ["frontend.retry_budget", "0 to 10"]),
+        ('retry_budget = "lots"', ["frontend.retry_budget"]),
+        ("heartbeat = 100", ["unknown key in [frontend]", "heartbeat"]),
+    ],
+)
+def test_bad_frontend_values_are_refused_with_the_key_named(table: str, words: list[str]) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse(config_text(f"[frontend]\n{table}\n"))
     for word in words:
         assert word in str(refused.value)
 
