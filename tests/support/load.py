@@ -1,4 +1,4 @@
-"""A bounded client load for fault tests: threads of lookups, searches and buys through one frontend, each
+"""A bounded client load for fault tests: threads of lookups, searches, order listings and buys through one frontend, each
 thread stopping at its request count or the time limit, whichever comes first, with every answer recorded."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import requests
 
 @dataclass(frozen=True)
 class Outcome:
-    kind: str  # "lookup", "search" or "buy"
+    kind: str  # "lookup", "search", "orders" or "buy"
     status: int  # HTTP status; 0 when no answer came at all
     started: float  # time.monotonic() when sent
     code: str | None = None  # the error code of an error answer
@@ -23,7 +23,7 @@ class Outcome:
 
 @dataclass
 class Load:
-    """`readers` threads alternating lookups and searches, `buyers` threads buying `item` (no key: the
+    """`readers` threads taking turns at lookups, searches and order listings, `buyers` threads buying `item` (no key: the
     frontend makes one), until `max_requests` each or `seconds` have passed."""
 
     base_url: str
@@ -64,7 +64,7 @@ class Load:
                     self.outcomes.append(outcome)
 
     def _read(self, session: requests.Session, n: int) -> Outcome:
-        kind, path = ("lookup", f"/lookup/{1 + n % 5}") if n % 2 == 0 else ("search", "/search/ds")
+        kind, path = [("lookup", f"/lookup/{1 + n % 5}"), ("search", "/search/ds"), ("orders", "/orders?limit=1")][n % 3]
         return _send(session, "GET", self.base_url + path, kind)
 
     def _buy(self, session: requests.Session, n: int) -> Outcome:
