@@ -183,3 +183,33 @@ def test_a_refused_connection_marks_the_replica_down_at_once_and_the_next_reques
     for _ in range(30):
         assert api.lookup(1)["id"] == 1
     assert _attempts(cluster, victim_url, "refused") == 1, "a replica marked down was sent requests again"
+
+
+# -- deadlines -----------------------------------------------------------------------------------------
+
+
+def _timed(method: str, url: str, **kwargs: Any) -> tuple[requests.Response, float]:
+    started = time.monotonic()
+    resp = requests.request(method, url, timeout=30, **kwargs)
+    return resp, time.monotonic() - started
+
+
+def test_a_deadline_is_passed_on_so_no_tier_waits_for_a_leader_longer_than_its_caller(module_cluster: Cluster) -> None:
+    # A leaderless order group: one replica left of three. Without a deadline a replica waits 3 s for a
+    # leader and the frontend 4 s; with one, each gives up when its caller would.
+    survivor = 0
+    for i in range(1, module_cluster.replicas):
+        module_cluster.kill("order", i)
+    _wait_for(lambda: (module_cluster.status("order", survivor) or {}).get("leader") is None, "order-0 to lose its leader")
+    try:
+        direct, direct_took = _timed("GET", module_cluster.url("order", survivor) + "/internal/orders",
+                                     headers={**module_cluster.secret_headers(), "X-Pygmy-Deadline-Ms": "300"})
+        assert direct.status_code == 503 and direct_took < 2.0, (direct.status_code, direct_took)
+        buy, buy_took = _timed("POST", module_cluster.frontend_url + f"/buy/{ITEM}", headers={"X-Pygmy-Deadline-Ms": "500"})
+        assert buy.status_code == 503 and buy.headers.get("Retry-After"), buy.text
+        assert buy_took < 2.5, f"the buy took {buy_took:.2f} s against a deadline of 0.5 s"
+        _, default_took = _timed("POST", module_cluster.frontend_url + f"/buy/{ITEM}")
+        assert default_took > buy_took, "without a deadline of the client's, the frontend waits its election wait"
+    finally:
+        for i in range(1, module_cluster.replicas):
+            module_cluster.restart("order", i)
