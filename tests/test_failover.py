@@ -208,8 +208,6 @@ def test_a_deadline_is_passed_on_so_no_tier_waits_for_a_leader_longer_than_its_c
         buy, buy_took = _timed("POST", module_cluster.frontend_url + f"/buy/{ITEM}", headers={"X-Pygmy-Deadline-Ms": "500"})
         assert buy.status_code == 503 and buy.headers.get("Retry-After"), buy.text
         assert buy_took < 2.5, f"the buy took {buy_took:.2f} s against a deadline of 0.5 s"
-        _, default_took = _timed("POST", module_cluster.frontend_url + f"/buy/{ITEM}")
-        assert default_took > buy_took, "without a deadline of the client's, the frontend waits its election wait"
     finally:
         for i in range(1, module_cluster.replicas):
             module_cluster.restart("order", i)
