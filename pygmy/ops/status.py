@@ -1,5 +1,6 @@
 """The status document (the frontend's `GET /health`) as an operator reads it: one row per node, like
-`etcdctl endpoint status -w table`, each group's leader highlighted, and a line per group."""
+`etcdctl endpoint status -w table`, each group's leader highlighted, a line per group, and the answering
+frontend's own view: each replica's last heartbeat, whether it restarted since the frontend started, the cache."""
 
 from __future__ import annotations
 
@@ -36,7 +37,33 @@ def status_view(document: dict[str, Any], width: int | None = None) -> Renderabl
     for node, cells in zip(nodes, rows):
         table.add_row(*(cells[key] for _, key in columns), style="bold" if node.get("role") == "leader" else None)
     lines = [Text(group_line(kind, group)) for kind, group in (document.get("groups") or {}).items() if isinstance(group, dict)]
-    return Group(table, *lines)
+    frontend = document.get("frontend")
+    return Group(table, *lines, *(frontend_view(frontend) if isinstance(frontend, dict) else []))
+
+
+def frontend_view(frontend: dict[str, Any]) -> list[RenderableType]:
+    """The answering frontend's rows: per replica its heartbeat's age and whether it came back from a crash."""
+    table = Table(title="Frontend's view of the replicas")
+    for heading in ("replica", "status", "last heartbeat", "restarted"):
+        table.add_column(heading, justify="right" if heading == "last heartbeat" else "left", no_wrap=True)
+    for row in frontend.get("replicas") or []:
+        if not isinstance(row, dict):
+            continue
+        status = str(row.get("status", "?"))
+        age = row.get("heartbeat_age")
+        restarts = row.get("restarts_seen") or 0
+        table.add_row(str(row.get("name", "?")), Text(status, style=STATUS_STYLE.get(status, "")),
+                      f"{age:.1f} s ago" if isinstance(age, (int, float)) else "never",
+                      f"yes ({restarts}x)" if restarts else "no")
+    cache = frontend.get("cache")
+    return [table, Text(f"cache: {cache_line(cache)}")]
+
+
+def cache_line(cache: Any) -> str:
+    """The cache's status as `key value` pairs, or why there is none."""
+    if not isinstance(cache, dict):
+        return "off (this frontend runs no cache)"
+    return ", ".join(f"{key} {value}" for key, value in cache.items())
 
 
 def _needed(columns: list[tuple[str, str]], rows: list[dict[str, str | Text]]) -> int:
