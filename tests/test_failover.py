@@ -21,7 +21,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from support.cluster import Cluster
-from support.http import Api, ok_json
+from support.http import Api, assert_error, ok_json
 from support.invariants import check_store, leader_of, order_ledger
 from support.load import Load, Outcome
 
@@ -211,3 +211,8 @@ def test_a_deadline_is_passed_on_so_no_tier_waits_for_a_leader_longer_than_its_c
     finally:
         for i in range(1, module_cluster.replicas):
             module_cluster.restart("order", i)
+
+
+@pytest.mark.parametrize("value", ["soon", "-5", "0", "1.5", ""])
+def test_a_malformed_client_deadline_is_a_400(module_api: Api, value: str) -> None:
+    assert_error(module_api.get("/lookup/1", headers={"X-Pygmy-Deadline-Ms": value}), 400, "bad_deadline")

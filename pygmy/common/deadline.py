@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Mapping
 
+from pygmy.common.errors import bad_request
+
 DEADLINE_HEADER = "X-Pygmy-Deadline-Ms"
 # Kept back from what is passed on: the time a 503 takes to travel back and be read by the caller.
 RETURN_MARGIN = 0.05
@@ -33,4 +35,20 @@ def wait_bound(headers: Mapping[str, str], default: float) -> float:
         return default
     if not math.isfinite(ms) or ms <= 0:
         return default
+    return min(default, ms / 1000)
+
+
+def client_deadline(headers: Mapping[str, str], default: float) -> float:
+    """Seconds a client lets the frontend work on its request: `default`, or less if its header says so.
+
+    Unlike between tiers, a client's malformed header is its mistake and answered 400."""
+    raw = headers.get(DEADLINE_HEADER)
+    if raw is None:
+        return default
+    try:
+        ms = int(raw)
+    except ValueError:
+        ms = 0
+    if ms <= 0:
+        raise bad_request(f"{DEADLINE_HEADER} must be a positive whole number of milliseconds", "bad_deadline")
     return min(default, ms / 1000)

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from pygmy.common.auth import require_admin
-from pygmy.common.deadline import wait_bound
+from pygmy.common.deadline import client_deadline
 from pygmy.common.errors import ApiError, bad_request, unavailable
 from pygmy.common.jsonio import json_response, read_json_object
 from pygmy.common.params import parse_id, parse_idempotency_key, parse_page
@@ -40,7 +40,7 @@ async def _call(
     group: GroupClient = request.app[BACKENDS][tier]
     # Reads spread over the healthy replicas (each serves linearizable reads); writes go to the leader.
     # A client's X-Pygmy-Deadline-Ms may shorten the wait (an election plus a lease) but not lengthen it.
-    deadline = wait_bound(request.headers, group.deadline)
+    deadline = client_deadline(request.headers, group.deadline)
     try:
         reply = await group.call(method, path, idempotent=idempotent, prefer_leader=method != "GET",
                                  deadline=deadline, **kwargs)
