@@ -7,7 +7,6 @@ the caller still listens instead of working on for a caller that has hung up.
 
 from __future__ import annotations
 
-import math
 from typing import Mapping
 
 from pygmy.common.errors import bad_request
@@ -27,15 +26,8 @@ def wait_bound(headers: Mapping[str, str], default: float) -> float:
 
     A malformed header is ignored (it is a hint between our own tiers, not client input)."""
     raw = headers.get(DEADLINE_HEADER)
-    if raw is None:
-        return default
-    try:
-        ms = float(raw)
-    except ValueError:
-        return default
-    if not math.isfinite(ms) or ms <= 0:
-        return default
-    return min(default, ms / 1000)
+    seconds = None if raw is None else _seconds(raw)
+    return default if seconds is None else min(default, seconds)
 
 
 def client_deadline(headers: Mapping[str, str], default: float) -> float:
@@ -45,10 +37,16 @@ def client_deadline(headers: Mapping[str, str], default: float) -> float:
     raw = headers.get(DEADLINE_HEADER)
     if raw is None:
         return default
+    seconds = _seconds(raw)
+    if seconds is None:
+        raise bad_request(f"{DEADLINE_HEADER} must be a positive whole number of milliseconds", "bad_deadline")
+    return min(default, seconds)
+
+
+def _seconds(raw: str) -> float | None:
+    """The header's milliseconds as seconds, or None unless they are a positive whole number."""
     try:
         ms = int(raw)
     except ValueError:
-        ms = 0
-    if ms <= 0:
-        raise bad_request(f"{DEADLINE_HEADER} must be a positive whole number of milliseconds", "bad_deadline")
-    return min(default, ms / 1000)
+        return None
+    return ms / 1000 if ms > 0 else None

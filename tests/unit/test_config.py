@@ -62,20 +62,25 @@ def test_the_default_raft_settings_give_the_groups_default_options() -> None:
 
 
 @pytest.mark.parametrize(
-    "table, words",
+    "section, table, words",
     [
-        ("tick_ms = 0", ["raft.tick_ms", "positive"]),
-        ("heartbeat_ticks = -1", ["raft.heartbeat_ticks", "positive"]),
-        ("snapshot_every = 1.5", ["raft.snapshot_every", "positive"]),
-        ("election_ticks = true", ["raft.election_ticks", "positive"]),
-        ('sync = "yes"', ["raft.sync", "true or false"]),
-        ("heartbeat_ticks = 5\nelection_ticks = 10", ["election_ticks (10)", "twice", "heartbeat_ticks (5)"]),
-        ("electon_ticks = 20", ["unknown key", "electon_ticks"]),
+        ("raft", "tick_ms = 0", ["raft.tick_ms", "positive"]),
+        ("raft", "heartbeat_ticks = -1", ["raft.heartbeat_ticks", "positive"]),
+        ("raft", "snapshot_every = 1.5", ["raft.snapshot_every", "positive"]),
+        ("raft", "election_ticks = true", ["raft.election_ticks", "positive"]),
+        ("raft", 'sync = "yes"', ["raft.sync", "true or false"]),
+        ("raft", "heartbeat_ticks = 5\nelection_ticks = 10", ["election_ticks (10)", "twice", "heartbeat_ticks (5)"]),
+        ("raft", "electon_ticks = 20", ["unknown key", "electon_ticks"]),
+        ("frontend", "heartbeat_ms = 0", ["frontend.heartbeat_ms", "positive"]),
+        ("frontend", "election_wait_ms = 1.5", ["frontend.election_wait_ms", "positive"]),
+        ("frontend", "retry_budget = -0.1", ["frontend.retry_budget", "0 to 10"]),
+        ("frontend", 'retry_budget = "lots"', ["frontend.retry_budget"]),
+        ("frontend", "heartbeat = 100", ["unknown key in [frontend]", "heartbeat"]),
     ],
 )
-def test_bad_raft_values_are_refused_with_the_key_named(table: str, words: list[str]) -> None:
+def test_bad_settings_are_refused_with_the_key_named(section: str, table: str, words: list[str]) -> None:
     with pytest.raises(ConfigError) as refused:
-        parse(config_text(f"[raft]\n{table}\n"))
+        parse(config_text(f"[{section}]\n{table}\n"))
     for word in words:
         assert word in str(refused.value)
 
@@ -91,23 +96,6 @@ def test_the_frontend_table_is_read_and_dumped_back() -> None:
     config = parse(config_text("[frontend]\nheartbeat_ms = 100\nelection_wait_ms = 2500\nretry_budget = 0.5\n"))
     assert config.frontend == FrontendSettings(heartbeat_ms=100, election_wait_ms=2500, retry_budget=0.5)
     assert parse(dump(config)).frontend == config.frontend
-
-
-@pytest.mark.parametrize(
-    "table, words",
-    [
-        ("heartbeat_ms = 0", ["frontend.heartbeat_ms", "positive"]),
-        ("election_wait_ms = 1.5", ["frontend.election_wait_ms", "positive"]),
-        ("retry_budget = -0.1", ["frontend.retry_budget", "0 to 10"]),
-        ('retry_budget = "lots"', ["frontend.retry_budget"]),
-        ("heartbeat = 100", ["unknown key in [frontend]", "heartbeat"]),
-    ],
-)
-def test_bad_frontend_values_are_refused_with_the_key_named(table: str, words: list[str]) -> None:
-    with pytest.raises(ConfigError) as refused:
-        parse(config_text(f"[frontend]\n{table}\n"))
-    for word in words:
-        assert word in str(refused.value)
 
 
 # -- cluster id and dump ---------------------------------------------------------------------------
