@@ -1,6 +1,7 @@
 """The status document (the frontend's `GET /health`) as an operator reads it: one row per node, like
-`etcdctl endpoint status -w table`, each group's leader highlighted, a line per group, and the answering
-frontend's own view: each replica's last heartbeat, whether it restarted since the frontend started, the cache."""
+`etcdctl endpoint status -w table`, each group's leader highlighted, a line per group; with the answering
+frontend's own view in two more columns (each replica's last heartbeat, whether it restarted since the
+frontend started) and a line for its cache."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from rich.text import Text
 # (heading, key in a node's entry); the first three always show, the others when any node reports them.
 COLUMNS = (("node", "name"), ("url", "url"), ("status", "status"), ("role", "role"), ("term", "term"),
            ("leader", "leader"), ("commit", "commit"), ("applied", "applied"), ("contact", "last_contact"),
-           ("restarts", "restarts"))
-NUMERIC = {"term", "commit", "applied", "last_contact", "restarts"}
+           ("restarts", "restarts"), ("heartbeat", "heartbeat_age"), ("restarted", "restarted"))
+NUMERIC = {"term", "commit", "applied", "last_contact", "restarts", "heartbeat_age"}
 STATUS_STYLE = {"up": "green", "down": "red", "failed": "bold red"}
 OVERALL_STYLE = {"ok": "green", "degraded": "yellow", "unavailable": "bold red"}
 
@@ -23,7 +24,7 @@ def status_view(document: dict[str, Any], width: int | None = None) -> Renderabl
     """The table and the per-group lines for one status document; on a console narrower than `width`
     would need, the URL column is left out rather than cutting names and numbers."""
     overall = str(document.get("status", "?"))
-    nodes = [n for n in document.get("nodes", []) if isinstance(n, dict)]
+    nodes = _with_frontend_view(document)
     columns = [(h, k) for i, (h, k) in enumerate(COLUMNS) if i < 3 or any(k in n for n in nodes)]
     table = Table(title=Text(f"Cluster: {overall}", style=OVERALL_STYLE.get(overall, "")))
     rows = [_cells(node) for node in nodes]
@@ -38,25 +39,9 @@ def status_view(document: dict[str, Any], width: int | None = None) -> Renderabl
         table.add_row(*(cells[key] for _, key in columns), style="bold" if node.get("role") == "leader" else None)
     lines = [Text(group_line(kind, group)) for kind, group in (document.get("groups") or {}).items() if isinstance(group, dict)]
     frontend = document.get("frontend")
-    return Group(table, *lines, *(frontend_view(frontend) if isinstance(frontend, dict) else []))
-
-
-def frontend_view(frontend: dict[str, Any]) -> list[RenderableType]:
-    """The answering frontend's rows: per replica its heartbeat's age and whether it came back from a crash."""
-    table = Table(title="Frontend's view of the replicas")
-    for heading in ("replica", "status", "last heartbeat", "restarted"):
-        table.add_column(heading, justify="right" if heading == "last heartbeat" else "left", no_wrap=True)
-    for row in frontend.get("replicas") or []:
-        if not isinstance(row, dict):
-            continue
-        status = str(row.get("status", "?"))
-        age = row.get("heartbeat_age")
-        restarts = row.get("restarts_seen") or 0
-        table.add_row(str(row.get("name", "?")), Text(status, style=STATUS_STYLE.get(status, "")),
-                      f"{age:.1f} s ago" if isinstance(age, (int, float)) else "never",
-                      f"yes ({restarts}x)" if restarts else "no")
-    cache = frontend.get("cache")
-    return [table, Text(f"cache: {cache_line(cache)}")]
+    if isinstance(frontend, dict):
+        lines.append(Text(f"cache: {cache_line(frontend.get('cache'))}"))
+    return Group(table, *lines)
 
 
 def cache_line(cache: Any) -> str:
@@ -64,6 +49,24 @@ def cache_line(cache: Any) -> str:
     if not isinstance(cache, dict):
         return "off (this frontend runs no cache)"
     return ", ".join(f"{key} {value}" for key, value in cache.items())
+
+
+def _with_frontend_view(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each node's entry, with the answering frontend's view of it (last heartbeat's age, whether it
+    restarted since the frontend started) where the document has one."""
+    frontend = document.get("frontend")
+    rows = frontend.get("replicas") if isinstance(frontend, dict) else None
+    seen = {r.get("name"): r for r in rows or [] if isinstance(r, dict)}
+    nodes = []
+    for node in document.get("nodes", []):
+        if not isinstance(node, dict):
+            continue
+        view = seen.get(node.get("name"))
+        if view is not None:
+            restarts = view.get("restarts_seen") or 0
+            node = {**node, "heartbeat_age": view.get("heartbeat_age"), "restarted": f"yes ({restarts}x)" if restarts else "no"}
+        nodes.append(node)
+    return nodes
 
 
 def _needed(columns: list[tuple[str, str]], rows: list[dict[str, str | Text]]) -> int:
@@ -86,6 +89,8 @@ def _cells(node: dict[str, Any]) -> dict[str, str | Text]:
     cells["name"] = str(node.get("name") or f"{node.get('kind', '?')}-{node.get('id', '?')}")
     cells["status"] = Text(status, style=STATUS_STYLE.get(status, ""))
     cells["last_contact"] = f"{contact:.3f} s" if isinstance(contact, (int, float)) else ""
+    age = node.get("heartbeat_age")
+    cells["heartbeat_age"] = f"{age:.1f} s ago" if isinstance(age, (int, float)) else ("never" if "heartbeat_age" in node else "")
     return cells
 
 

@@ -1,5 +1,5 @@
-"""`pygmy status` shows the answering frontend's own rows: each replica's last heartbeat, whether it restarted
-since the frontend started, and the cache's line."""
+"""`pygmy status` shows the answering frontend's own view: each replica's last heartbeat and whether it restarted
+since the frontend started (two columns of the node table), and the cache's line."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pygmy.ops.status import status_view
 DOC = {
     "status": "degraded",
     "groups": {},
-    "nodes": [{"kind": "catalog", "id": 0, "name": "catalog-0", "url": "http://127.0.0.1:1", "status": "up"}],
+    "nodes": [{"kind": "catalog", "id": 0, "name": "catalog-0", "url": "http://127.0.0.1:1", "status": "up"},
+              {"kind": "order", "id": 0, "name": "order-0", "url": "http://127.0.0.1:2", "status": "down"}],
     "frontend": {
         "replicas": [
             {"name": "catalog-0", "status": "up", "heartbeat_age": 0.25, "restarted": True, "restarts_seen": 2},
@@ -27,10 +28,11 @@ def rendered(doc: dict) -> str:
     return console.export_text()
 
 
-def test_the_frontend_rows_show_heartbeat_age_and_restarts_seen() -> None:
+def test_each_node_row_shows_the_frontends_last_heartbeat_and_the_restarts_it_saw() -> None:
     text = rendered(DOC)
-    assert "Frontend's view of the replicas" in text
-    catalog = next(line for line in text.splitlines() if "catalog-0" in line and "ago" in line)
+    assert "heartbeat" in text and "restarted" in text
+    assert sum("catalog-0" in line for line in text.splitlines()) == 1, "one row per node"
+    catalog = next(line for line in text.splitlines() if "catalog-0" in line)
     assert "0.2 s ago" in catalog and "yes (2x)" in catalog
     order = next(line for line in text.splitlines() if "order-0" in line)
     assert "down" in order and "never" in order and "no" in order
@@ -43,4 +45,5 @@ def test_the_cache_line_says_off_without_a_cache_and_lists_its_status_with_one()
 
 
 def test_a_document_without_frontend_rows_shows_none() -> None:
-    assert "Frontend's view" not in rendered({k: v for k, v in DOC.items() if k != "frontend"})
+    text = rendered({k: v for k, v in DOC.items() if k != "frontend"})
+    assert "heartbeat" not in text and "restarted" not in text and "cache:" not in text
