@@ -20,8 +20,8 @@ from pygmy.order.buying import BuyService
 from pygmy.order.machine import OrderMachine
 from pygmy.replica.client import GroupClient
 from pygmy.replica.group import Replica
-from pygmy.replica.storage_check import open_checked
 from pygmy.replica.http import REPLICA, add_replica_routes, run_replica, answer, on_leader, read
+from pygmy.replica.storage_check import open_checked
 
 BUYS = web.AppKey("buy_service", BuyService)
 

@@ -5,12 +5,16 @@ A replica's state lives in two places in its directory: the Raft log (`raft/`, c
 damaged, or that went back in time, would otherwise be served as if it were the group's state: lost
 orders, stock that came back up. So before the machine opens it:
 
-- a database that is missing or empty while the Raft log shows this member has run before (its log or a
-  snapshot is on disk; the database is created before the log at a first start) is damage, not a fresh
-  start: the member would otherwise quietly rebuild or re-seed itself from whatever its log still holds;
+- a database that is missing or empty while the Raft storage shows this member has run before is damage,
+  not a fresh start: the member would otherwise quietly rebuild or re-seed itself from whatever its log
+  still holds. "Has run" is the Raft identity file, written at the first start right after the database
+  is created (a directory `pygmy restore` filled has a snapshot but no identity and no database yet: its
+  database is built from the snapshot);
 - a database whose write-ahead log (`-wal`) is gone after an unclean stop lost its latest commits, and
   its main file may hold half of a checkpoint; a clean stop checkpoints and removes the WAL itself, so a
-  marker file (`<db>.open`), present from open to clean close, tells the two apart;
+  marker file (`<db>.open`), present from open to clean close, tells the two apart, and the database's
+  applied index against the commit index in the Raft log tells a deleted WAL from one that a later
+  `sqlite3` session checkpointed and removed cleanly;
 - `PRAGMA quick_check` must answer `ok` (it finds a truncated file and broken pages, not changed values:
   SQLite keeps no checksums of row contents), and a file that is not a database at all is refused too.
 
@@ -29,11 +33,11 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from pygmy.raft.sqlite_machine import SQLiteMachine
-from pygmy.raft.storage import StorageCorrupt
+from pygmy.raft.storage import RaftStorage, StorageCorrupt
 
 M = TypeVar("M", bound=SQLiteMachine)
 
-_RAFT_FILES = ("wal", "snapshot")  # pygmy.raft.storage's; `identity` is written before anything runs
+_RAFT_IDENTITY = "identity"  # pygmy.raft.identity's file, written by every member at its first start
 _QUICK_CHECK_ROWS = 3  # enough of quick_check's report to say what is wrong in one line
 
 
@@ -62,18 +66,50 @@ def check_database(path: Path, raft_dir: Path) -> None:
         if raft_has_run(raft_dir):
             state = "missing" if not path.exists() else "empty"
             raise StorageCorrupt(
-                f"{path} is {state}, but this member's Raft log in {raft_dir} shows it has run before: "
+                f"{path} is {state}, but this member's Raft storage in {raft_dir} shows it has run before: "
                 f"its state was lost, and it is not rebuilt from a partial copy"
             )
         return
     if _marker(path).exists() and not _wal(path).exists():
-        raise StorageCorrupt(
-            f"{_wal(path)} is missing after an unclean stop: the database lost its latest commits "
-            f"(and may hold half a checkpoint)"
-        )
+        _check_not_rolled_back(path, raft_dir)
     problems = quick_check(path)
     if problems:
         raise StorageCorrupt(f"{path} fails SQLite's quick_check: {'; '.join(problems)}")
+
+
+def _check_not_rolled_back(path: Path, raft_dir: Path) -> None:
+    """After an unclean stop without a WAL: refuse if the database is behind what the log had committed.
+
+    Someone may have opened the database in between (the sqlite3 shell, a test), which checkpoints and
+    removes the WAL cleanly; then nothing is lost and the database is at least as far as the commit index
+    the log recorded. A deleted WAL takes the database back to its last checkpoint, usually far behind.
+    """
+    applied = applied_index(path)
+    storage = RaftStorage(raft_dir)
+    try:
+        state = storage.state()
+    finally:
+        storage.close()
+    committed = max(state.hard_state.commit, state.snapshot.index)
+    if applied < committed:
+        raise StorageCorrupt(
+            f"{_wal(path)} is missing after an unclean stop: the database went back to index {applied}, "
+            f"but the log had committed up to {committed} (its latest commits are lost, and it may hold "
+            f"half a checkpoint)"
+        )
+
+
+def applied_index(path: Path) -> int:
+    """The log index the database says it has applied (0 if it has none)."""
+    try:
+        db = sqlite3.connect(path, isolation_level=None)
+        try:
+            row = db.execute("SELECT applied_index FROM _raft").fetchone()
+        finally:
+            db.close()
+    except sqlite3.DatabaseError:
+        return 0  # no bookkeeping table: nothing applied; quick_check speaks of any damage
+    return int(row[0]) if row else 0
 
 
 def quick_check(path: Path) -> list[str]:
@@ -92,8 +128,8 @@ def quick_check(path: Path) -> list[str]:
 
 
 def raft_has_run(raft_dir: Path) -> bool:
-    """Whether the member's Raft storage holds a log record or a snapshot."""
-    return any(_size(raft_dir / name) > 0 for name in _RAFT_FILES)
+    """Whether this member's Raft storage has been started (not merely written by `pygmy restore`)."""
+    return (raft_dir / _RAFT_IDENTITY).exists()
 
 
 def mark_open(path: Path) -> None:
@@ -118,13 +154,6 @@ def _marker(path: Path) -> Path:
 
 def _wal(path: Path) -> Path:
     return path.with_name(path.name + "-wal")
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
 
 
 def _fsync_dir(directory: Path) -> None:
