@@ -88,6 +88,7 @@ def up(
         cfg = _or_exit(lambda: cfg.with_replicas(replicas))
     _check_catalog_file(cfg)
     supervisor = Supervisor(cfg, restart=restart, report=_report)
+    _lock_or_exit(supervisor)
     install_stop_handlers()
     try:
         _or_exit(supervisor.start)
@@ -111,6 +112,17 @@ def up(
         ignore_stop_signals()
         supervisor.stop()
     out.print("all nodes stopped.")
+
+
+def _lock_or_exit(supervisor: Any) -> None:
+    """A second `pygmy up` on one data directory is refused (78: a configuration error, not worth a retry)."""
+    from pygmy.cluster.dirlock import DirectoryInUse
+
+    try:
+        supervisor.lock()
+    except DirectoryInUse as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(78) from None
 
 
 def _or_exit(step: Callable[[], Any]) -> Any:

@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import tomli_w
 
+from pygmy import config_values as values
+from pygmy.config_values import ConfigError
+
 if TYPE_CHECKING:
     from pygmy.raft.node import GroupOptions
 
@@ -79,10 +82,6 @@ raft_port = 9203
 # Where a backend replica with an id past the configured ones listens: (HTTP, Raft) base ports, + id.
 DEFAULT_PORT_BASES: dict[str, tuple[int, int]] = {"catalog": (8101, 9101), "order": (8201, 9201)}
 BACKEND_KINDS: tuple[NodeKind, ...] = ("catalog", "order")
-
-
-class ConfigError(ValueError):
-    """The configuration file is missing, malformed or inconsistent."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,8 +223,8 @@ def parse(text: str, *, base_dir: Path | None = None, source: Path | None = None
         if not any(n.kind == kind for n in nodes):
             raise ConfigError(f"the configuration needs at least one {kind} node")
     check_groups(nodes)
-    data_dir = Path(str(raw.get("data_dir", "data")))
-    catalog_file = raw.get("catalog_file")
+    data_dir = Path(values.string(raw.get("data_dir", "data"), "data_dir"))
+    catalog_file = values.string(raw["catalog_file"], "catalog_file") if "catalog_file" in raw else None
     cluster_id = raw.get("cluster_id")
     if cluster_id is not None and (not isinstance(cluster_id, str) or not cluster_id):
         raise ConfigError("cluster_id must be a non-empty string")
@@ -307,34 +306,33 @@ def _parse_node(position: int, raw: Any) -> Node:
     kind = raw.get("kind")
     if kind not in KINDS:
         raise ConfigError(f"nodes[{position}].kind must be one of {', '.join(KINDS)}, not {kind!r}")
-    try:
-        node = Node(
-            kind=kind,
-            id=int(raw["id"]),
-            host=str(raw.get("host", "127.0.0.1")),
-            port=int(raw["port"]),
-            raft_port=int(raw["raft_port"]) if "raft_port" in raw else None,
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"nodes[{position}] needs an integer id and port ({exc})") from exc
-    if not 0 < node.port < 65536:
-        raise ConfigError(f"nodes[{position}].port {node.port} is out of range")
-    return node
+    where = f"nodes[{position}] ({kind})"
+    for key in ("id", "port"):
+        if key not in raw:
+            raise ConfigError(f"{where} needs {key}")
+    return Node(
+        kind=kind,
+        id=values.node_id(raw["id"], f"{where}.id"),
+        host=values.host(raw.get("host", "127.0.0.1"), f"{where}.host"),
+        port=values.port(raw["port"], f"{where}.port"),
+        raft_port=values.port(raw["raft_port"], f"{where}.raft_port") if "raft_port" in raw else None,
+    )
 
 
 def _check_unique(nodes: tuple[Node, ...]) -> None:
     seen_ids: set[tuple[str, int]] = set()
-    seen_addrs: set[tuple[str, int]] = set()
+    bound: list[tuple[str, int, str]] = []  # (host, port, which node's which key)
     for n in nodes:
         if (n.kind, n.id) in seen_ids:
             raise ConfigError(f"two nodes are named {n.name}")
-        for port in (n.port, n.raft_port):
+        seen_ids.add((n.kind, n.id))
+        for key, port in (("port", n.port), ("raft_port", n.raft_port)):
             if port is None:
                 continue
-            if (n.host, port) in seen_addrs:
-                raise ConfigError(f"{n.host}:{port} is used twice")
-            seen_addrs.add((n.host, port))
-        seen_ids.add((n.kind, n.id))
+            for host, other_port, other in bound:
+                if other_port == port and values.same_socket(host, n.host):
+                    raise ConfigError(f"{n.name}.{key} {n.host}:{port} is the same socket as {other} ({host}:{port})")
+            bound.append((n.host, port, f"{n.name}.{key}"))
 
 
 def _required_str(raw: dict[str, Any], key: str) -> str:

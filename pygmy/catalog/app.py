@@ -27,6 +27,7 @@ from pygmy.config import Config, Node
 from pygmy.replica.group import NotLeader, ProposalDropped, Replica
 from pygmy.replica.http import REPLICA, add_replica_routes, run_replica, answer, on_leader, read
 from pygmy.replica.machine import CommandError
+from pygmy.replica.storage_check import open_checked
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ async def seed_when_leader(replica: Replica, config: Config) -> None:
 async def create_app(config: Config, node: Node, *, join: bool = False) -> web.Application:
     node_dir = config.node_dir(node)
     node_dir.mkdir(parents=True, exist_ok=True)
-    machine = CatalogMachine(node_dir / "catalog.sqlite3")
+    machine = open_checked(CatalogMachine, node_dir / "catalog.sqlite3", node_dir / "raft")
     replica = Replica(config, node, machine, join=join)
     tiers = TierClient(config.cluster_secret)
     app = make_app("catalog", config.cluster_secret)

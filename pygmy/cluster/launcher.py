@@ -29,6 +29,8 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Callable
 
+from pygmy.cluster.dirlock import lock_directory, unlock_directory
+from pygmy.cluster.parent import parent_environment
 from pygmy.config import Config, ConfigError, Node, dump
 
 STOP_GRACE = 5.0
@@ -84,12 +86,19 @@ class Supervisor:
         self.members = {n.name: Member(n) for n in config.nodes}
         self.started_once: set[str] = set()
         self._logs: list[IO[bytes]] = []
+        self._locked = False
 
     # -- starting --------------------------------------------------------------------------------
 
+    def lock(self) -> None:
+        """Own the data directory (DirectoryInUse if another `pygmy up` does) before writing anything in it."""
+        if not self._locked:
+            lock_directory(self.data_dir, "pygmy up")
+            self._locked = True
+
     def start(self) -> None:
         """Write the effective configuration and start every node."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.lock()
         self.log_dir.mkdir(exist_ok=True)
         cluster_id, self.started_once = self._load_state()
         self.config = self.config.with_overrides(cluster_id=cluster_id)
@@ -140,7 +149,7 @@ class Supervisor:
             self.report(f"{node.name} lost its data; it rejoins and is rebuilt from its peers")
         log_file = open(self.log_dir / f"{node.name}.log", "ab")
         self._logs.append(log_file)
-        env = {**os.environ, "PYGMY_RESTARTS": str(member.restarts)}
+        env = {**os.environ, "PYGMY_RESTARTS": str(member.restarts), **parent_environment()}
         member.proc = subprocess.Popen(
             self.command(node, join),
             stdout=log_file,
@@ -188,8 +197,13 @@ class Supervisor:
         if status == EXIT_DAMAGED_STORAGE:
             member.damaged = True
             directory = self.config.node_dir(member.node)
+            reason = last_line(self.log_dir / f"{name}.log")
+            if "in use by another process" in reason:
+                # Not damage: wiping would destroy the other owner's data. Say who holds it instead.
+                self.report(f"{name} exited with status {status}: {reason}; it is not restarted.")
+                return
             self.report(
-                f"{name} exited with status {status}: its storage is damaged; it is not restarted. "
+                f"{name} exited with status {status}: its storage is damaged ({reason}); it is not restarted. "
                 f"To have it rebuilt from its peers, wipe its directory {directory} (rm -rf {directory})"
                 + ("; pygmy up then starts it again." if self.restart else " and start it again.")
             )
@@ -233,9 +247,23 @@ class Supervisor:
         for member in self.members.values():
             member.proc = None
             member.restart_at = None
-        (self.data_dir / "pids.json").unlink(missing_ok=True)
         for f in self._logs:
             f.close()
+        if self._locked:  # the files belong to whoever holds the lock: never remove another cluster's
+            (self.data_dir / "pids.json").unlink(missing_ok=True)
+            unlock_directory(self.data_dir)
+            self._locked = False
+
+
+def last_line(path: Path, tail: int = 4096) -> str:
+    """The last non-empty line of a node's log: the one-line reason a node gives when it refuses to start."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - tail))
+            lines = [line for line in f.read().decode(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1].strip() if lines else "nothing in its log"
 
 
 def _write_atomically(path: Path, text: str) -> None:

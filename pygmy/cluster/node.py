@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Callable
 
 from aiohttp import web
 
+from pygmy.cluster.parent import die_with_parent
+from pygmy.cluster.dirlock import DirectoryInUse, lock_directory
 from pygmy.common.server import configure_logging, serve
 from pygmy.config import Config, NodeKind
 from pygmy.raft.storage import StorageCorrupt
 
 # EX_CONFIG from sysexits.h: the supervisor (`pygmy up`) reads it as "do not restart: the disk needs a human".
+# Also the status of a node whose directory another process holds: restarting would be refused the same way.
 EXIT_DAMAGED_STORAGE = 78
 
 log = logging.getLogger(__name__)
@@ -26,6 +30,9 @@ def run_node(config: Config, kind: NodeKind, node_id: int, *, join: bool = False
     """
     node = config.node(kind, node_id)
     configure_logging(node.name)
+    die_with_parent()
+    if kind != "frontend":  # a frontend keeps nothing on disk
+        take_directory(node.name, config.node_dir(node))
 
     async def factory() -> web.Application:
         if kind == "catalog":
@@ -41,6 +48,15 @@ def run_node(config: Config, kind: NodeKind, node_id: int, *, join: bool = False
         return await frontend_app(config)
 
     exit_if_storage_damaged(lambda: serve(factory, node.host, node.port, node.name), node.name, str(config.node_dir(node)))
+
+
+def take_directory(name: str, directory: Path) -> None:
+    """Lock the node's directory for this process's lifetime; if another process holds it, exit 78."""
+    try:
+        lock_directory(directory, name)
+    except DirectoryInUse as exc:
+        log.error("%s refuses to start: %s", name, exc)
+        sys.exit(EXIT_DAMAGED_STORAGE)
 
 
 def exit_if_storage_damaged(run: Callable[[], None], name: str, directory: str) -> None:

@@ -21,6 +21,7 @@ from pygmy.order.machine import OrderMachine
 from pygmy.replica.client import GroupClient
 from pygmy.replica.group import Replica
 from pygmy.replica.http import REPLICA, add_replica_routes, run_replica, answer, on_leader, read
+from pygmy.replica.storage_check import open_checked
 
 BUYS = web.AppKey("buy_service", BuyService)
 
@@ -72,7 +73,8 @@ async def health(request: web.Request) -> web.Response:
 async def create_app(config: Config, node: Node, *, join: bool = False) -> web.Application:
     node_dir = config.node_dir(node)
     node_dir.mkdir(parents=True, exist_ok=True)
-    replica = Replica(config, node, OrderMachine(node_dir / "orders.sqlite3"), join=join)
+    machine = open_checked(OrderMachine, node_dir / "orders.sqlite3", node_dir / "raft")
+    replica = Replica(config, node, machine, join=join)
     tiers = TierClient(config.cluster_secret)
     catalog = GroupClient(tiers, [n.url for n in config.of_kind("catalog")])
     service = BuyService(replica, catalog)
