@@ -23,8 +23,7 @@ KINDS: tuple[NodeKind, ...] = ("frontend", "catalog", "order")
 DEFAULT_TOML = """\
 # Pygmy cluster configuration. Every node of every tier, by kind and id.
 data_dir = "data"
-admin_token = "pygmy-admin"
-cluster_secret = "pygmy-cluster-secret"
+# No admin_token or cluster_secret: `pygmy up` generates both in <data_dir>/secrets.toml (pygmy.cluster.credentials).
 
 [[nodes]]
 kind = "frontend"
@@ -142,7 +141,7 @@ class Node:
 class Config:
     nodes: tuple[Node, ...]
     data_dir: Path
-    admin_token: str
+    admin_token: str  # "" when not configured: see pygmy.cluster.credentials
     cluster_secret: str
     catalog_file: Path | None = None
     raft: RaftSettings = RaftSettings()
@@ -213,8 +212,8 @@ def parse(text: str, *, base_dir: Path | None = None, source: Path | None = None
     return Config(
         nodes=nodes,
         data_dir=data_dir if data_dir.is_absolute() else base_dir / data_dir,
-        admin_token=_required_str(raw, "admin_token"),
-        cluster_secret=_required_str(raw, "cluster_secret"),
+        admin_token=_optional_str(raw, "admin_token"),
+        cluster_secret=_optional_str(raw, "cluster_secret"),
         catalog_file=(base_dir / catalog_file) if catalog_file else None,
         raft=_parse_raft(raw.get("raft", {})),
         cluster_id=cluster_id,
@@ -253,11 +252,9 @@ def dump(config: Config) -> str:
 
     Paths are written absolute, so the file means the same wherever it is put.
     """
-    doc: dict[str, Any] = {
-        "data_dir": str(config.data_dir),
-        "admin_token": config.admin_token,
-        "cluster_secret": config.cluster_secret,
-    }
+    doc: dict[str, Any] = {"data_dir": str(config.data_dir)}
+    # An unset secret stays unset: the reader takes it from the data directory (pygmy.cluster.credentials).
+    doc.update({key: getattr(config, key) for key in ("admin_token", "cluster_secret") if getattr(config, key)})
     if config.catalog_file:
         doc["catalog_file"] = str(config.catalog_file)
     if config.cluster_id is not None:
@@ -315,8 +312,9 @@ def _check_unique(nodes: tuple[Node, ...]) -> None:
         seen_ids.add((n.kind, n.id))
 
 
-def _required_str(raw: dict[str, Any], key: str) -> str:
-    value = raw.get(key)
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{key} must be a non-empty string")
+def _optional_str(raw: dict[str, Any], key: str) -> str:
+    """A secret; "" when absent (`pygmy up` then generates it)."""
+    value = raw.get(key, "")
+    if not isinstance(value, str) or (key in raw and not value):
+        raise ConfigError(f"{key} must be a non-empty string (or left out, to have `pygmy up` generate it)")
     return value

@@ -8,6 +8,7 @@ from typing import Callable
 
 from aiohttp import web
 
+from pygmy.cluster.credentials import private_umask
 from pygmy.common.server import configure_logging, serve
 from pygmy.config import Config, NodeKind
 from pygmy.raft.storage import StorageCorrupt
@@ -25,6 +26,7 @@ def run_node(config: Config, kind: NodeKind, node_id: int, *, join: bool = False
     has caught up, instead of bootstrapping a group of its own.
     """
     node = config.node(kind, node_id)
+    private_umask()  # its databases and Raft files are its owner's only
     configure_logging(node.name)
 
     async def factory() -> web.Application:

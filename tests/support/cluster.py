@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal
@@ -124,8 +125,11 @@ class Cluster:
         ready_timeout: float = READY_TIMEOUT,
         replicas: int = REPLICAS,
         raft: dict[str, int] | None = None,
+        secrets_in_config: bool = True,
     ) -> None:
         self.root = root
+        # False: the configuration names no secrets, so `pygmy up` generates them (read back after start).
+        self.secrets_in_config = secrets_in_config
         self.raft = raft or {}  # a [raft] table for the configuration, e.g. {"snapshot_every": 50}
         self.root.mkdir(parents=True, exist_ok=True)
         self.mode = mode
@@ -158,9 +162,9 @@ class Cluster:
         lines = [
             "# Written by tests/support/cluster.py",
             f'data_dir = "{self.config_data_dir}"',
-            f'admin_token = "{self.admin_token}"',
-            f'cluster_secret = "{self.cluster_secret}"',
         ]
+        if self.secrets_in_config:
+            lines += [f'admin_token = "{self.admin_token}"', f'cluster_secret = "{self.cluster_secret}"']
         if self.cluster_id is not None:
             lines.append(f'cluster_id = "{self.cluster_id}"')
         for n in self.nodes:
@@ -250,6 +254,8 @@ class Cluster:
     def start(self) -> "Cluster":
         if self.mode == "up":
             self.up_proc = self._spawn(self.up_args(), "up")
+            if not self.secrets_in_config:
+                self._read_generated_secrets()
             self.wait_ready(self.serving_nodes())
             self._up_children = set(children_of(self.up_proc.pid))
         else:
@@ -257,6 +263,15 @@ class Cluster:
                 self.start_node(kind, i, wait=False)
             self.wait_ready(self.serving_nodes())
         return self
+
+    def _read_generated_secrets(self, timeout: float = 20.0) -> None:
+        path = self.data_dir / "secrets.toml"
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            assert time.monotonic() < deadline, f"pygmy up wrote no {path}\n{self.logs()}"
+            time.sleep(0.05)
+        stored = tomllib.loads(path.read_text())
+        self.admin_token, self.cluster_secret = stored["admin_token"], stored["cluster_secret"]
 
     def start_node(self, kind: str, node_id: int = 0, *, wait: bool = True, join: bool = False) -> None:
         """`join`: the node's data directory was lost; it rejoins (`pygmy serve --join`)."""
