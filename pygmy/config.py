@@ -121,12 +121,23 @@ class RaftSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class TlsSettings:
+    """The `[tls]` table: TLS between the nodes (pygmy.common.tls); PEM files, made by `pygmy up` if left out."""
+
+    enabled: bool = False
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Node:
     kind: NodeKind
     id: int
     host: str
     port: int
     raft_port: int | None = None
+    scheme: str = dataclasses.field(default="http", compare=False)  # https for a backend when [tls] is on
 
     @property
     def name(self) -> str:
@@ -134,7 +145,7 @@ class Node:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +160,14 @@ class Config:
     cluster_id: str | None = None
     # Where the configuration came from, so child processes can be handed the same file.
     source: Path | None = None
+    tls: TlsSettings = TlsSettings()
+
+    def __post_init__(self) -> None:
+        # Backends are called over https exactly when [tls] is on, whichever way the nodes were made.
+        scheme = "https" if self.tls.enabled else "http"
+        nodes = tuple(n if n.kind == "frontend" or n.scheme == scheme else dataclasses.replace(n, scheme=scheme)
+                      for n in self.nodes)
+        object.__setattr__(self, "nodes", nodes)
 
     def of_kind(self, kind: NodeKind) -> list[Node]:
         return sorted((n for n in self.nodes if n.kind == kind), key=lambda n: n.id)
@@ -218,6 +237,7 @@ def parse(text: str, *, base_dir: Path | None = None, source: Path | None = None
         raft=_parse_raft(raw.get("raft", {})),
         cluster_id=cluster_id,
         source=source,
+        tls=_parse_tls(raw.get("tls", {}), base_dir),
     )
 
 
@@ -260,8 +280,10 @@ def dump(config: Config) -> str:
     if config.cluster_id is not None:
         doc["cluster_id"] = config.cluster_id
     doc["raft"] = dataclasses.asdict(config.raft)
+    if config.tls.enabled:
+        doc["tls"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config.tls).items() if v is not None}
     doc["nodes"] = [
-        {k: v for k, v in dataclasses.asdict(n).items() if v is not None} for n in config.nodes
+        {k: v for k, v in dataclasses.asdict(n).items() if v is not None and k != "scheme"} for n in config.nodes
     ]
     return tomli_w.dumps(doc)
 
@@ -274,6 +296,26 @@ def _parse_raft(raw: Any) -> RaftSettings:
     if unknown:
         raise ConfigError(f"unknown key in [raft]: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
     return RaftSettings(**raw)
+
+
+def _parse_tls(raw: Any, base_dir: Path) -> TlsSettings:
+    if not isinstance(raw, dict):
+        raise ConfigError("tls must be a table ([tls])")
+    unknown = sorted(set(raw) - {"enabled", "ca", "cert", "key"})
+    if unknown:
+        raise ConfigError(f"unknown key in [tls]: {', '.join(unknown)} (known: ca, cert, enabled, key)")
+    enabled = raw.get("enabled", False)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"tls.enabled must be true or false, not {enabled!r}")
+    paths = {}
+    for key in ("ca", "cert", "key"):
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigError(f"tls.{key} must be the path of a PEM file")
+        paths[key] = None if value is None else (base_dir / value)
+    if any(paths.values()) and not all(paths.values()):
+        raise ConfigError("[tls] needs all of ca, cert and key, or none of them (pygmy up then makes them)")
+    return TlsSettings(enabled, **paths)
 
 
 def _parse_node(position: int, raw: Any) -> Node:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO, Callable
 
 from pygmy.cluster.credentials import ensure_secrets, private_umask, require_secrets, secrets_path
+from pygmy.common.tls import ensure_certificates
 from pygmy.config import Config, ConfigError, Node, dump
 
 STOP_GRACE = 5.0
@@ -98,6 +99,7 @@ class Supervisor:
         configured = bool(self.config.admin_token)
         self.config, generated = ensure_secrets(self.config)
         require_secrets(self.config)
+        self.config = ensure_certificates(self.config)  # [tls] on without files: a local CA, made once
         if generated:
             self.report(f"generated a random admin token and cluster secret in {secrets_path(self.config)} (readable by you only)")
         where = (self.config.source or "the configuration") if configured else secrets_path(self.config)

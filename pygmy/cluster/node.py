@@ -10,6 +10,7 @@ from aiohttp import web
 
 from pygmy.cluster.credentials import private_umask
 from pygmy.common.server import configure_logging, serve
+from pygmy.common.tls import contexts
 from pygmy.config import Config, NodeKind
 from pygmy.raft.storage import StorageCorrupt
 
@@ -42,7 +43,9 @@ def run_node(config: Config, kind: NodeKind, node_id: int, *, join: bool = False
 
         return await frontend_app(config)
 
-    exit_if_storage_damaged(lambda: serve(factory, node.host, node.port, node.name), node.name, str(config.node_dir(node)))
+    tls = contexts(config) if kind != "frontend" else None  # the public port stays plain HTTP (docs/security.md)
+    ssl_context = tls.server if tls else None
+    exit_if_storage_damaged(lambda: serve(factory, node.host, node.port, node.name, ssl_context), node.name, str(config.node_dir(node)))
 
 
 def exit_if_storage_damaged(run: Callable[[], None], name: str, directory: str) -> None:

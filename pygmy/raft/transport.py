@@ -30,9 +30,11 @@ import hashlib
 import hmac
 import logging
 import os
+import ssl
 import struct
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
@@ -208,7 +210,8 @@ class _Outbox:
 
     async def _connect_and_send(self) -> None:
         t = self.transport
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(*self.address), HANDSHAKE_TIMEOUT)
+        tls = {"ssl": t.tls.client, "server_hostname": self.address[0]} if t.tls else {}
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(*self.address, **tls), HANDSHAKE_TIMEOUT)
         try:
             sealer = await asyncio.wait_for(
                 client_handshake(reader, writer, t.secret, t.node_id, self.peer_id), HANDSHAKE_TIMEOUT
@@ -242,8 +245,11 @@ class Transport:
         peers: dict[int, tuple[str, int]],
         secret: str | bytes,
         deliver: Callable[[list[Message]], None],
+        *,
+        tls: Any = None,
     ) -> None:
         self.node_id = node_id
+        self.tls = tls  # pygmy.common.tls.TlsContexts, or None for plain TCP
         self.listen = listen
         self.secret = secret.encode() if isinstance(secret, str) else secret
         self.deliver = deliver
@@ -256,7 +262,9 @@ class Transport:
         self.messages_sent = 0
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, *self.listen)
+        self._server = await asyncio.start_server(
+            self._serve, *self.listen, ssl=self.tls.server if self.tls else None
+        )
         for outbox in self._outboxes.values():
             outbox.task = asyncio.create_task(outbox.run(), name=f"raft-send-{outbox.peer_id}")
 
@@ -301,7 +309,7 @@ class Transport:
             # Once per connection: it is closed right here, and nothing more of it is read or logged.
             self.rejected_frames += 1
             log.warning("closed the Raft connection from node %s: %s", peer, exc)
-        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, msgspec.DecodeError):
+        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, msgspec.DecodeError, ssl.SSLError):
             pass
         except asyncio.CancelledError:
             pass  # closing; returning normally keeps asyncio from logging the cancellation

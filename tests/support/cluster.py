@@ -102,6 +102,7 @@ class NodeSpec:
     id: int
     port: int
     raft_port: int
+    scheme: str = "http"
 
     @property
     def name(self) -> str:
@@ -109,7 +110,7 @@ class NodeSpec:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
 
 class Cluster:
@@ -126,6 +127,7 @@ class Cluster:
         replicas: int = REPLICAS,
         raft: dict[str, int] | None = None,
         secrets_in_config: bool = True,
+        tls: bool = False,
     ) -> None:
         self.root = root
         # False: the configuration names no secrets, so `pygmy up` generates them (read back after start).
@@ -145,10 +147,17 @@ class Cluster:
         self.config_data_dir = root / "config-data" if data_dir_flag else self.data_dir
         self.logs_dir = root / "logs"
         self.logs_dir.mkdir(exist_ok=True)
+        # tls: the backends serve HTTPS and TLS Raft with a CA made here; `verify` is what requests checks them with.
+        self.tls_dir = root / "tls" if tls else None
+        if self.tls_dir is not None:
+            from pygmy.common.tls import generate
+
+            generate(self.tls_dir, ["127.0.0.1"])
+        self.verify: str | bool = str(self.tls_dir / "ca.pem") if self.tls_dir else True
         ports = iter(free_ports(1 + 4 * replicas))
         self.nodes = [NodeSpec("frontend", 0, next(ports), 0)]
         for kind in ("catalog", "order"):
-            self.nodes += [NodeSpec(kind, i, next(ports), next(ports)) for i in range(replicas)]
+            self.nodes += [NodeSpec(kind, i, next(ports), next(ports), "https" if tls else "http") for i in range(replicas)]
         self.config_path = root / "pygmy.toml"
         self.config_path.write_text(self.config_toml())
         self.replicas = replicas  # how many of each group run (`pygmy up --replicas` may start fewer)
@@ -173,6 +182,9 @@ class Cluster:
                 lines.append(f"raft_port = {n.raft_port}")
         if self.raft:
             lines += ["", "[raft]", *(f"{key} = {value}" for key, value in self.raft.items())]
+        if self.tls_dir is not None:
+            lines += ["", "[tls]", "enabled = true", *(f'{key} = "{self.tls_dir / name}"' for key, name in
+                                                       (("ca", "ca.pem"), ("cert", "node.pem"), ("key", "node.key")))]
         return "\n".join(lines) + "\n"
 
     def set_cluster_id(self, cluster_id: str) -> None:
@@ -305,7 +317,8 @@ class Cluster:
     def status(self, kind: str, node_id: int) -> dict | None:
         """A backend replica's /internal/status, or None if it does not answer."""
         try:
-            resp = requests.get(f"{self.url(kind, node_id)}/internal/status", headers=self.secret_headers(), timeout=1.0)
+            resp = requests.get(f"{self.url(kind, node_id)}/internal/status", headers=self.secret_headers(), timeout=1.0,
+                                verify=self.verify)
         except requests.RequestException:
             return None
         return resp.json() if resp.status_code == 200 else None
@@ -379,7 +392,7 @@ class Cluster:
             node = pending[0]
             self._check_alive(node)
             try:
-                requests.get(f"{node.url}/health", timeout=1.0)
+                requests.get(f"{node.url}/health", timeout=1.0, verify=self.verify)
                 pending.pop(0)
                 continue
             except requests.RequestException:
