@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pygmy.client.api import DEFAULT_URL, ApiCallError, Answer, PygmyClient
+from pygmy.cluster.credentials import require_secrets, secrets_path, with_stored_secrets
 from pygmy.config import Config, ConfigError, load
 
 app = typer.Typer(
@@ -56,7 +57,8 @@ def _config(path: Optional[Path], data_dir: Optional[Path] = None, catalog: Opti
             err.print(f"[red]error:[/] catalog file {catalog} does not exist")
             raise typer.Exit(2)
         config = config.with_overrides(catalog_file=catalog.resolve())
-    return config.with_overrides(data_dir=config.data_dir.resolve())
+    config = config.with_overrides(data_dir=config.data_dir.resolve())
+    return _or_exit(lambda: with_stored_secrets(config))  # secrets `pygmy up` generated, if the config has none
 
 
 def _check_catalog_file(config: Config) -> None:
@@ -184,6 +186,7 @@ def serve(
         raise typer.Exit(2)
     if kind is Kind.catalog:
         _check_catalog_file(cfg)
+    _or_exit(lambda: require_secrets(cfg, cfg.node(kind.value, node_id)))  # type: ignore[arg-type]
     run_node(cfg, kind.value, node_id, join=join)  # type: ignore[arg-type]
 
 
@@ -228,8 +231,9 @@ def update(
     item: int = typer.Argument(..., help="The book's id."),
     delta: Optional[int] = typer.Option(None, "--delta", "-d", help="Change the stock by this many copies (may be negative)."),
     cost: Optional[float] = typer.Option(None, "--cost", help="Set a new price."),
-    token: Optional[str] = typer.Option(None, "--token", envvar="PYGMY_ADMIN_TOKEN", help="Admin token (default: from the configuration)."),
+    token: Optional[str] = typer.Option(None, "--token", envvar="PYGMY_ADMIN_TOKEN", help="Admin token (default: from the configuration or the data dir's secrets.toml)."),
     config: Optional[Path] = ConfigOpt,
+    data_dir: Optional[Path] = DataDirOpt,
     url: str = UrlOpt,
     json: bool = JsonOpt,
 ) -> None:
@@ -237,7 +241,7 @@ def update(
     if delta is None and cost is None:
         err.print("[red]error:[/] give --delta, --cost or both")
         raise typer.Exit(2)
-    admin = token or _config(config).admin_token
+    admin = token or _admin_token(_config(config, data_dir))
     answer = _run(lambda c: c.update(item, delta=delta, cost=cost), url, admin_token=admin)
     if not _maybe_json(answer, json):
         _print_books([answer.body])
@@ -278,7 +282,7 @@ def status(url: str = UrlOpt, json: bool = JsonOpt) -> None:
 
 
 @app.command()
-def check(config: Optional[Path] = ConfigOpt, json: bool = JsonOpt) -> None:
+def check(config: Optional[Path] = ConfigOpt, data_dir: Optional[Path] = DataDirOpt, json: bool = JsonOpt) -> None:
     """Check that every replica holds the same state and that the books balance against the orders.
 
     Talks to the backend replicas directly (addresses and secret from the configuration). Exit 0 if all
@@ -286,7 +290,7 @@ def check(config: Optional[Path] = ConfigOpt, json: bool = JsonOpt) -> None:
     """
     from pygmy.ops.check import run_check
 
-    report = _with_backends(_config(config), lambda b, progress: run_check(b, progress), "checking")
+    report = _with_backends(_config(config, data_dir), lambda b, progress: run_check(b, progress), "checking")
     if json:
         body = {"ok": report.ok, "findings": [dataclasses.asdict(f) for f in report.findings]}
         sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -308,11 +312,12 @@ def check(config: Optional[Path] = ConfigOpt, json: bool = JsonOpt) -> None:
 def backup(
     file: Path = typer.Argument(..., help="Where to write the backup (one file, both groups)."),
     config: Optional[Path] = ConfigOpt,
+    data_dir: Optional[Path] = DataDirOpt,
 ) -> None:
     """Back up the catalog and order groups, consistently across the two, into one file."""
     from pygmy.ops.backup import take_backup, write_backup
 
-    taken = _with_backends(_config(config), lambda b, progress: take_backup(b), "backing up")
+    taken = _with_backends(_config(config, data_dir), lambda b, progress: take_backup(b), "backing up")
     write_backup(file, taken)
     for kind, group in taken.groups.items():
         out.print(f"{kind}: {len(group.data):,} bytes at log index {group.index} (from {group.served_by}), {group.summary}",
@@ -345,6 +350,11 @@ def _with_backends(cfg: Config, work: Callable[[Any, Callable[[str, int, int], N
     from rich.progress import Progress
 
     from pygmy.ops.nodes import Backends, OpsError
+
+    if not cfg.cluster_secret:
+        err.print(f"[red]error:[/] no cluster secret: none in the configuration, and no {escape(str(secrets_path(cfg)))} "
+                  "(give the --config or --data-dir of the cluster)", highlight=False)
+        raise typer.Exit(2)
 
     async def go() -> Any:
         backends = Backends(cfg)
@@ -381,7 +391,7 @@ def client(
     """Run the reference's random workload: search, lookup or buy every few seconds; restock now and then."""
     from pygmy.client.workload import run_workload
 
-    admin = token or _config(config).admin_token
+    admin = token or _config(config).admin_token or None
 
     async def go() -> Any:
         async with PygmyClient(url, admin_token=admin) as c:
@@ -445,6 +455,14 @@ def _register_sim() -> None:
     except ImportError:  # pragma: no cover - present once the Raft module lands
         return
     app.command("sim", help="Run the deterministic Raft simulation over many seeds.")(sim)
+
+
+def _admin_token(cfg: Config) -> str:
+    if not cfg.admin_token:
+        err.print(f"[red]error:[/] no admin token: give --token, or run where the cluster runs (it is in "
+                  f"{escape(str(secrets_path(cfg)))}; --config / --data-dir name another data dir)", highlight=False)
+        raise typer.Exit(2)
+    return cfg.admin_token
 
 
 def _run(call: Callable[[PygmyClient], Awaitable[Answer]], url: str, admin_token: str | None = None) -> Answer:

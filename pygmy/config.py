@@ -26,8 +26,7 @@ KINDS: tuple[NodeKind, ...] = ("frontend", "catalog", "order")
 DEFAULT_TOML = """\
 # Pygmy cluster configuration. Every node of every tier, by kind and id.
 data_dir = "data"
-admin_token = "pygmy-admin"
-cluster_secret = "pygmy-cluster-secret"
+# No admin_token or cluster_secret: `pygmy up` generates both in <data_dir>/secrets.toml (pygmy.cluster.credentials).
 
 [[nodes]]
 kind = "frontend"
@@ -139,12 +138,23 @@ class FrontendSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class TlsSettings:
+    """The `[tls]` table: TLS between the nodes (pygmy.common.tls); PEM files, made by `pygmy up` if left out."""
+
+    enabled: bool = False
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Node:
     kind: NodeKind
     id: int
     host: str
     port: int
     raft_port: int | None = None
+    scheme: str = dataclasses.field(default="http", compare=False)  # https for a backend when [tls] is on
 
     @property
     def name(self) -> str:
@@ -152,14 +162,14 @@ class Node:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     nodes: tuple[Node, ...]
     data_dir: Path
-    admin_token: str
+    admin_token: str  # "" when not configured: see pygmy.cluster.credentials
     cluster_secret: str
     catalog_file: Path | None = None
     raft: RaftSettings = RaftSettings()
@@ -168,6 +178,14 @@ class Config:
     cluster_id: str | None = None
     # Where the configuration came from, so child processes can be handed the same file.
     source: Path | None = None
+    tls: TlsSettings = TlsSettings()
+
+    def __post_init__(self) -> None:
+        # Backends are called over https exactly when [tls] is on, whichever way the nodes were made.
+        scheme = "https" if self.tls.enabled else "http"
+        nodes = tuple(n if n.kind == "frontend" or n.scheme == scheme else dataclasses.replace(n, scheme=scheme)
+                      for n in self.nodes)
+        object.__setattr__(self, "nodes", nodes)
 
     def of_kind(self, kind: NodeKind) -> list[Node]:
         return sorted((n for n in self.nodes if n.kind == kind), key=lambda n: n.id)
@@ -231,13 +249,14 @@ def parse(text: str, *, base_dir: Path | None = None, source: Path | None = None
     return Config(
         nodes=nodes,
         data_dir=data_dir if data_dir.is_absolute() else base_dir / data_dir,
-        admin_token=_required_str(raw, "admin_token"),
-        cluster_secret=_required_str(raw, "cluster_secret"),
+        admin_token=_optional_str(raw, "admin_token"),
+        cluster_secret=_optional_str(raw, "cluster_secret"),
         catalog_file=(base_dir / catalog_file) if catalog_file else None,
         raft=_parse_table("raft", RaftSettings, raw.get("raft", {})),
         frontend=_parse_table("frontend", FrontendSettings, raw.get("frontend", {})),
         cluster_id=cluster_id,
         source=source,
+        tls=_parse_tls(raw.get("tls", {}), base_dir),
     )
 
 
@@ -272,19 +291,19 @@ def dump(config: Config) -> str:
 
     Paths are written absolute, so the file means the same wherever it is put.
     """
-    doc: dict[str, Any] = {
-        "data_dir": str(config.data_dir),
-        "admin_token": config.admin_token,
-        "cluster_secret": config.cluster_secret,
-    }
+    doc: dict[str, Any] = {"data_dir": str(config.data_dir)}
+    # An unset secret stays unset: the reader takes it from the data directory (pygmy.cluster.credentials).
+    doc.update({key: getattr(config, key) for key in ("admin_token", "cluster_secret") if getattr(config, key)})
     if config.catalog_file:
         doc["catalog_file"] = str(config.catalog_file)
     if config.cluster_id is not None:
         doc["cluster_id"] = config.cluster_id
     doc["raft"] = dataclasses.asdict(config.raft)
     doc["frontend"] = dataclasses.asdict(config.frontend)
+    if config.tls.enabled:
+        doc["tls"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config.tls).items() if v is not None}
     doc["nodes"] = [
-        {k: v for k, v in dataclasses.asdict(n).items() if v is not None} for n in config.nodes
+        {k: v for k, v in dataclasses.asdict(n).items() if v is not None and k != "scheme"} for n in config.nodes
     ]
     return tomli_w.dumps(doc)
 
@@ -298,6 +317,26 @@ def _parse_table(name: str, settings: Any, raw: Any) -> Any:
     if unknown:
         raise ConfigError(f"unknown key in [{name}]: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
     return settings(**raw)
+
+
+def _parse_tls(raw: Any, base_dir: Path) -> TlsSettings:
+    if not isinstance(raw, dict):
+        raise ConfigError("tls must be a table ([tls])")
+    unknown = sorted(set(raw) - {"enabled", "ca", "cert", "key"})
+    if unknown:
+        raise ConfigError(f"unknown key in [tls]: {', '.join(unknown)} (known: ca, cert, enabled, key)")
+    enabled = raw.get("enabled", False)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"tls.enabled must be true or false, not {enabled!r}")
+    paths = {}
+    for key in ("ca", "cert", "key"):
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigError(f"tls.{key} must be the path of a PEM file")
+        paths[key] = None if value is None else (base_dir / value)
+    if any(paths.values()) and not all(paths.values()):
+        raise ConfigError("[tls] needs all of ca, cert and key, or none of them (pygmy up then makes them)")
+    return TlsSettings(enabled, **paths)
 
 
 def _parse_node(position: int, raw: Any) -> Node:
@@ -335,8 +374,9 @@ def _check_unique(nodes: tuple[Node, ...]) -> None:
             bound.append((n.host, port, f"{n.name}.{key}"))
 
 
-def _required_str(raw: dict[str, Any], key: str) -> str:
-    value = raw.get(key)
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{key} must be a non-empty string")
+def _optional_str(raw: dict[str, Any], key: str) -> str:
+    """A secret; "" when absent (`pygmy up` then generates it)."""
+    value = raw.get(key, "")
+    if not isinstance(value, str) or (key in raw and not value):
+        raise ConfigError(f"{key} must be a non-empty string (or left out, to have `pygmy up` generate it)")
     return value

@@ -23,6 +23,7 @@ from pygmy.common.jsonio import read_json_object
 from pygmy.common.params import parse_id, parse_page
 from pygmy.common.server import make_app
 from pygmy.common.tier_client import TierClient
+from pygmy.common.tls import client_context
 from pygmy.config import Config, Node
 from pygmy.replica.group import NotLeader, ProposalDropped, Replica
 from pygmy.replica.http import REPLICA, add_replica_routes, run_replica, answer, on_leader, read
@@ -134,7 +135,7 @@ async def create_app(config: Config, node: Node, *, join: bool = False) -> web.A
     node_dir.mkdir(parents=True, exist_ok=True)
     machine = open_checked(CatalogMachine, node_dir / "catalog.sqlite3", node_dir / "raft")
     replica = Replica(config, node, machine, join=join)
-    tiers = TierClient(config.cluster_secret)
+    tiers = TierClient(config.cluster_secret, ssl=client_context(config.tls))
     app = make_app("catalog", config.cluster_secret)
     add_replica_routes(app, replica, tiers)
     app.router.add_get("/internal/books/{item}", get_book)

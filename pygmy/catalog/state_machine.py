@@ -7,33 +7,36 @@ every replica.
 Commands (JSON objects):
 - `{"op": "seed", "chunk": 0, "books": [...], "last": false}`: the initial catalog, through the log in
   chunks at the cluster's first start; a chunk is applied only in its turn and never after the last.
-- `{"op": "decrement", "item": 1, "request_id": "o17.0"}`: take one copy for a buy; fails cleanly at 0.
+- `{"op": "decrement", "item": 1, "request_id": "4f3a9c1e:0:o17.0"}`: take one copy for a buy; fails cleanly at 0.
   A decrement or update before the initial catalog is in (at the cluster's first start) fails as
   `loading`, never as `not_found`: the book may well be in a seed chunk that is not applied yet.
 - `{"op": "update", "item": 1, "stock_delta": 5, "cost": 12.5}`: admin restock/reprice; stock never negative.
-- `{"op": "resolve", "request_id": "o17.0"}`: the order tier settling a buy it lost track of: the
+- `{"op": "resolve", "request_id": "4f3a9c1e:0:o17.0"}`: the order tier settling a buy it lost track of: the
   decrement's result if it was applied, otherwise the request is marked aborted so it never applies later.
-- `{"op": "forget", "below": 120}`: the order group's watermark: every order below it is settled, so the
+- `{"op": "forget", "below": 120, "namespace": "4f3a9c1e:0"}`: the order group's watermark: every order below it is settled, so the
   results of their requests are dropped, and any request of theirs that still arrives is refused
   (`expired`): a late decrement can never apply after its order was settled without it.
 A command with a `request_id` is applied at most once; a retry returns the first result (and a retry that
 names another item than the first is refused as `request_mismatch`, never answered with the other's result).
+Request ids are the order group's (`pygmy.common.request_ids`): the catalog accepts one namespace (cluster,
+epoch) at a time — the first it sees, then a higher epoch of the same cluster (the orders database was
+restored: the older namespace's results and watermark are dropped, its ids answered `expired`); an id of
+another cluster is refused as `foreign_request`, and anything else is not a request id at all.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from typing import Any
 
 from pygmy.catalog.books import Book
 from pygmy.catalog.store import CatalogStore
 from pygmy.common.metrics import COMMANDS
+from pygmy.common.request_ids import parse_request_id
 from pygmy.replica.machine import CommandError
 
 Result = dict[str, Any]
-ORDER_REQUEST = re.compile(r"o(\d{1,18})\.(\d{1,9})")
 
 
 class CatalogStateMachine:
@@ -51,11 +54,20 @@ class CatalogStateMachine:
         if handler is None:
             raise CommandError(f"unknown catalog command {op!r}")
         request_id = command.get("request_id")
-        if request_id is not None and (not isinstance(request_id, str) or not 0 < len(request_id) <= 100):
-            raise CommandError("request_id must be a string of 1 to 100 characters")
-        order_id = _order_of(request_id)
+        if op == "forget" and command.get("namespace") is not None:
+            refused = admit_namespace(self.store, _namespace(command.get("namespace")))
+            if refused is not None:
+                return refused
+        order_id: int | None = None
         if request_id is not None:
-            if order_id is not None and order_id < self.store.setting("watermark"):
+            parsed = parse_request_id(request_id) if isinstance(request_id, str) else None
+            if parsed is None:
+                raise CommandError("request_id must be one the order group issued: <cluster>:<epoch>:o<order>.<attempt>")
+            refused = admit_namespace(self.store, parsed.namespace)
+            if refused is not None:
+                return refused
+            order_id = parsed.order_id
+            if order_id < self.store.setting("watermark"):
                 return {"ok": False, "error": "expired"}
             previous = self.store.request(request_id)
             if previous is not None:
@@ -71,9 +83,30 @@ class CatalogStateMachine:
         return result
 
 
-def _order_of(request_id: str | None) -> int | None:
-    match = ORDER_REQUEST.fullmatch(request_id) if request_id else None
-    return int(match.group(1)) if match else None
+def admit_namespace(store: CatalogStore, namespace: tuple[str, int]) -> Result | None:
+    """None if requests of `namespace` may apply (adopting it if it is new), else the refusal."""
+    known = store.order_namespace()
+    if known == namespace:
+        return None
+    cluster, epoch = namespace
+    if known is None or (cluster == known[0] and epoch > known[1]):
+        # The first order group this catalog hears from, or the same one restored from a backup: order ids
+        # start over, so the old namespace's results and watermark must not answer the new one's requests.
+        if known is not None:
+            store.forget_all_requests()
+            store.set_setting("watermark", 0)
+        store.set_order_namespace(cluster, epoch)
+        return None
+    if cluster == known[0]:
+        return {"ok": False, "error": "expired"}  # an epoch before the last restore
+    return {"ok": False, "error": "foreign_request"}
+
+
+def _namespace(value: Any) -> tuple[str, int]:
+    parsed = parse_request_id(f"{value}:o0.0") if isinstance(value, str) else None
+    if parsed is None:
+        raise CommandError("namespace must be <cluster>:<epoch>")
+    return parsed.namespace
 
 
 def _seed(store: CatalogStore, command: dict[str, Any]) -> Result:

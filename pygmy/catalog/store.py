@@ -40,8 +40,10 @@ CREATE TABLE IF NOT EXISTS requests (
 );
 CREATE INDEX IF NOT EXISTS requests_by_order ON requests (order_id);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+-- At most one row: the namespace (cluster, epoch) of the order group whose request ids are accepted.
+CREATE TABLE IF NOT EXISTS order_namespace (cluster TEXT PRIMARY KEY, epoch INTEGER NOT NULL);
 """
-TABLES = ("books", "topics", "requests", "settings")
+TABLES = ("books", "topics", "requests", "settings", "order_namespace")
 
 
 class CatalogStore:
@@ -120,6 +122,17 @@ class CatalogStore:
             "INSERT INTO requests VALUES (?, ?, ?, ?)", (request_id, order_id, item, orjson.dumps(result).decode())
         )
 
+    def order_namespace(self) -> tuple[str, int] | None:
+        row = self.conn.execute("SELECT cluster, epoch FROM order_namespace").fetchone()
+        return (str(row[0]), int(row[1])) if row else None
+
+    def set_order_namespace(self, cluster: str, epoch: int) -> None:
+        self.conn.execute("DELETE FROM order_namespace")
+        self.conn.execute("INSERT INTO order_namespace VALUES (?, ?)", (cluster, epoch))
+
+    def forget_all_requests(self) -> int:
+        return self.conn.execute("DELETE FROM requests").rowcount
+
     def forget_requests_below(self, order_id: int) -> int:
         return self.conn.execute("DELETE FROM requests WHERE order_id < ?", (order_id,)).rowcount
 
@@ -136,7 +149,7 @@ class CatalogStore:
     def rows(self, table: str) -> Iterator[tuple[Any, ...]]:
         """Every row of one of TABLES, in primary-key order (for snapshots and digests)."""
         assert table in TABLES
-        order = {"books": "id", "topics": "code", "requests": "request_id", "settings": "key"}[table]
+        order = {"books": "id", "topics": "code", "requests": "request_id", "settings": "key", "order_namespace": "cluster"}[table]
         for row in self.conn.execute(f"SELECT * FROM {table} ORDER BY {order}"):
             yield tuple(row)
 

@@ -31,6 +31,8 @@ from typing import IO, Callable
 
 from pygmy.cluster.dirlock import lock_directory, unlock_directory
 from pygmy.cluster.parent import parent_environment
+from pygmy.cluster.credentials import ensure_secrets, private_umask, require_secrets, secrets_path
+from pygmy.common.tls import ensure_certificates
 from pygmy.config import Config, ConfigError, Node, dump
 
 STOP_GRACE = 5.0
@@ -98,12 +100,24 @@ class Supervisor:
 
     def start(self) -> None:
         """Write the effective configuration and start every node."""
+        # The data dir holds the secrets, the databases and the logs: nobody else on the machine may read them.
+        private_umask()
         self.lock()
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.data_dir.chmod(0o700)
         self.log_dir.mkdir(exist_ok=True)
+        configured = bool(self.config.admin_token)
+        self.config, generated = ensure_secrets(self.config)
+        require_secrets(self.config)
+        self.config = ensure_certificates(self.config)  # [tls] on without files: a local CA, made once
+        if generated:
+            self.report(f"generated a random admin token and cluster secret in {secrets_path(self.config)} (readable by you only)")
+        where = (self.config.source or "the configuration") if configured else secrets_path(self.config)
+        self.report(f"the admin token is in {where}; pygmy update/check/backup on this machine read it there")
         cluster_id, self.started_once = self._load_state()
         self.config = self.config.with_overrides(cluster_id=cluster_id)
         self._save_state()
-        self.config_path.write_text(dump(self.config))
+        _write_atomically(self.config_path, dump(self.config))
         for member in self.members.values():
             self._spawn(member)
 

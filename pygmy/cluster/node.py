@@ -11,7 +11,9 @@ from aiohttp import web
 
 from pygmy.cluster.parent import die_with_parent
 from pygmy.cluster.dirlock import DirectoryInUse, lock_directory
+from pygmy.cluster.credentials import private_umask
 from pygmy.common.server import configure_logging, serve
+from pygmy.common.tls import contexts
 from pygmy.config import Config, NodeKind
 from pygmy.raft.storage import StorageCorrupt
 
@@ -29,6 +31,7 @@ def run_node(config: Config, kind: NodeKind, node_id: int, *, join: bool = False
     has caught up, instead of bootstrapping a group of its own.
     """
     node = config.node(kind, node_id)
+    private_umask()  # its databases and Raft files are its owner's only
     configure_logging(node.name)
     die_with_parent()
     if kind != "frontend":  # a frontend keeps nothing on disk
@@ -47,7 +50,9 @@ def run_node(config: Config, kind: NodeKind, node_id: int, *, join: bool = False
 
         return await frontend_app(config)
 
-    exit_if_storage_damaged(lambda: serve(factory, node.host, node.port, node.name), node.name, str(config.node_dir(node)))
+    tls = contexts(config) if kind != "frontend" else None  # the public port stays plain HTTP (docs/security.md)
+    ssl_context = tls.server if tls else None
+    exit_if_storage_damaged(lambda: serve(factory, node.host, node.port, node.name, ssl_context), node.name, str(config.node_dir(node)))
 
 
 def take_directory(name: str, directory: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 from typing import Awaitable, Callable
 
 from aiohttp import web
@@ -54,7 +55,8 @@ def configure_logging(name: str, level: int = logging.INFO) -> None:
 
 
 def serve(
-    app_factory: Callable[[], Awaitable[web.Application]], host: str, port: int, name: str
+    app_factory: Callable[[], Awaitable[web.Application]], host: str, port: int, name: str,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> None:
     """Run until SIGINT or SIGTERM, then close cleanly (on_cleanup hooks close databases)."""
     try:
@@ -63,19 +65,20 @@ def serve(
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         pass
-    asyncio.run(_serve(app_factory, host, port, name))
+    asyncio.run(_serve(app_factory, host, port, name, ssl_context))
 
 
 async def _serve(
-    app_factory: Callable[[], Awaitable[web.Application]], host: str, port: int, name: str
+    app_factory: Callable[[], Awaitable[web.Application]], host: str, port: int, name: str,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> None:
     app = await app_factory()
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     # A deep accept backlog: bursts of new connections wait in the kernel rather than being dropped.
-    site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
+    site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024, ssl_context=ssl_context)
     await site.start()
-    log.info("%s listening on http://%s:%d", name, host, port)
+    log.info("%s listening on %s://%s:%d", name, "https" if ssl_context else "http", host, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ssl as ssl_module
 from typing import Any
 
 import aiohttp
@@ -36,8 +37,9 @@ class Reply:
 
 
 class TierClient:
-    def __init__(self, secret: str, *, timeout: float = 5.0, per_host: int = 64) -> None:
+    def __init__(self, secret: str, *, timeout: float = 5.0, per_host: int = 64, ssl: ssl_module.SSLContext | None = None) -> None:
         self._secret = secret
+        self._ssl = ssl  # verifies https nodes against the cluster's CA (pygmy.common.tls)
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=3.0)
         # A bounded pool per tier: a burst of requests queues for a warm keep-alive connection instead
         # of opening hundreds of sockets at once and overflowing the next tier's accept backlog.
@@ -48,7 +50,8 @@ class TierClient:
         # Created lazily: a ClientSession must be made inside the running event loop.
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, limit_per_host=self._per_host, ttl_dns_cache=300),
+                connector=aiohttp.TCPConnector(limit=0, limit_per_host=self._per_host, ttl_dns_cache=300,
+                                               ssl=self._ssl or True),
                 timeout=self._timeout,
                 headers={SECRET_HEADER: self._secret},
                 json_serialize=lambda v: orjson.dumps(v).decode(),

@@ -17,6 +17,7 @@ from pygmy.common.jsonio import json_response, read_json_object
 from pygmy.common.params import parse_id, parse_idempotency_key, parse_page
 from pygmy.common.server import make_app
 from pygmy.common.tier_client import TierClient, TierUnavailable
+from pygmy.common.tls import client_context
 from pygmy.common.timing import add_downstream
 from pygmy.config import Config
 from pygmy.frontend.health import CACHE_STATUS_KEY, HealthMonitor
@@ -134,7 +135,7 @@ async def openapi(request: web.Request) -> web.Response:
 async def create_app(config: Config) -> web.Application:
     app = make_app("frontend", config.cluster_secret)
     app[CONFIG] = config
-    tiers = TierClient(config.cluster_secret)
+    tiers = TierClient(config.cluster_secret, ssl=client_context(config.tls))
     app[TIERS] = tiers
     app[HEALTH] = monitor = HealthMonitor(tiers, config)
     app[BACKENDS] = {tier: _group_client(config, tiers, monitor, tier) for tier in ("catalog", "order")}

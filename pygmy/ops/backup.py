@@ -25,6 +25,12 @@ rebuilt later gets it by InstallSnapshot. No replica is seeded alone, and the ca
 (in the dump) says it is loaded. A new cluster id is written to `<data_dir>/cluster.json` (which `pygmy
 up` reads) and into `<data_dir>/pygmy.toml`, the configuration to start the restored cluster with; every
 member records it in its Raft identity at its first start.
+
+A restored orders database would issue again the order ids issued after the backup, and so the request ids
+the catalog already answered; so the order dump goes in with its epoch bumped (the namespace of its request
+ids, `pygmy.common.request_ids`), and the catalog dump with that namespace as the one it accepts.
+`restore_group` restores the order group alone into an existing cluster (its catalog kept as it is): the
+catalog adopts the higher epoch at the first request and drops what it held for the old one.
 """
 
 from __future__ import annotations
@@ -41,9 +47,11 @@ from typing import Any
 
 import msgspec
 
+from pygmy.catalog.machine import with_order_namespace
 from pygmy.config import Config, NodeKind, dump as dump_config
 from pygmy.ops.check import wait_no_pending
 from pygmy.ops.nodes import GROUPS, Backends, OpsError
+from pygmy.order.machine import next_epoch
 from pygmy.raft.messages import HardState, Snapshot
 from pygmy.raft.sessions import SessionStateMachine
 from pygmy.raft.storage import RaftStorage
@@ -143,17 +151,37 @@ def restore(backup: Backup, config: Config, data_dir: Path) -> str:
             raise OpsError(f"{node_dir} is not empty: restore makes a new cluster, into empty directories only")
     data_dir.mkdir(parents=True, exist_ok=True)
     cluster_id = _new_cluster_id(backup.source_cluster)
-    for kind in GROUPS:
-        snapshot = Snapshot(SNAPSHOT_INDEX, SNAPSHOT_TERM, runtime_snapshot(backup.groups[kind].data))
-        for node in config.of_kind(kind):
-            storage = RaftStorage(data_dir / node.name / "raft")
-            # The term of the snapshot's entry, so the first election is of term 2 and every log agrees at 1.
-            storage.save(HardState(term=SNAPSHOT_TERM, commit=SNAPSHOT_INDEX), [], snapshot)
-            storage.close()
+    orders, epoch = next_epoch(backup.groups["order"].data)
+    _write_group(config, data_dir, "order", orders)
+    _write_group(config, data_dir, "catalog", with_order_namespace(backup.groups["catalog"].data, cluster_id, epoch))
     _write_text(data_dir / "cluster.json",
                 json.dumps({"cluster_id": cluster_id, "started": sorted(n.name for n in targets)}, indent=2) + "\n")
     _write_text(data_dir / "pygmy.toml", restored_config(config, data_dir, cluster_id))
     return cluster_id
+
+
+def restore_group(backup: Backup, config: Config, data_dir: Path, kind: NodeKind) -> None:
+    """Write one group's replicas (their directories empty) from `backup`, the rest of the cluster kept.
+
+    Only the order group is safe alone: its next epoch keeps its request ids apart from the ones the kept
+    catalog answered. Copies the catalog gave to orders issued after the backup stay taken (`pygmy check`
+    reports them as sold without an order)."""
+    if kind != "order":
+        raise OpsError("only the order group can be restored alone: a catalog restored under live orders would forget their copies")
+    for node in config.of_kind(kind):
+        node_dir = data_dir / node.name
+        if node_dir.exists() and any(node_dir.iterdir()):
+            raise OpsError(f"{node_dir} is not empty: stop the cluster and empty every {kind} replica's directory first")
+    _write_group(config, data_dir, kind, next_epoch(backup.groups[kind].data)[0])
+
+
+def _write_group(config: Config, data_dir: Path, kind: NodeKind, state: bytes) -> None:
+    snapshot = Snapshot(SNAPSHOT_INDEX, SNAPSHOT_TERM, runtime_snapshot(state))
+    for node in config.of_kind(kind):
+        storage = RaftStorage(data_dir / node.name / "raft")
+        # The term of the snapshot's entry, so the first election is of term 2 and every log agrees at 1.
+        storage.save(HardState(term=SNAPSHOT_TERM, commit=SNAPSHOT_INDEX), [], snapshot)
+        storage.close()
 
 
 def runtime_snapshot(state: bytes) -> bytes:

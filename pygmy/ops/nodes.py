@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from pygmy.common.tier_client import Reply, TierClient, TierUnavailable
+from pygmy.common.tls import client_context
 from pygmy.config import Config, Node, NodeKind
 from pygmy.replica.client import GroupClient, error_message
 
@@ -24,7 +25,7 @@ class Backends:
 
     def __init__(self, config: Config, *, timeout: float = 10.0) -> None:
         self.config = config
-        self.tiers = TierClient(config.cluster_secret, timeout=timeout)
+        self.tiers = TierClient(config.cluster_secret, timeout=timeout, ssl=client_context(config.tls))
 
     def replicas(self, kind: NodeKind) -> list[Node]:
         return self.config.of_kind(kind)

@@ -14,6 +14,7 @@ from pygmy.common.jsonio import read_json_object
 from pygmy.common.params import parse_id, parse_idempotency_key, parse_page
 from pygmy.common.server import make_app
 from pygmy.common.tier_client import TierClient
+from pygmy.common.tls import client_context
 from pygmy.common.timing import add_downstream
 from pygmy.config import Config, Node
 from pygmy.order.buying import BuyService
@@ -75,7 +76,7 @@ async def create_app(config: Config, node: Node, *, join: bool = False) -> web.A
     node_dir.mkdir(parents=True, exist_ok=True)
     machine = open_checked(OrderMachine, node_dir / "orders.sqlite3", node_dir / "raft")
     replica = Replica(config, node, machine, join=join)
-    tiers = TierClient(config.cluster_secret)
+    tiers = TierClient(config.cluster_secret, ssl=client_context(config.tls))
     catalog = GroupClient(tiers, [n.url for n in config.of_kind("catalog")])
     service = BuyService(replica, catalog)
     app = make_app("order", config.cluster_secret)

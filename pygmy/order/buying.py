@@ -3,7 +3,8 @@
 Invariant: every copy the catalog gave out belongs to exactly one `done` order. It holds because
 1. the order is `pending` in the order group's log (committed on a majority) before the catalog is asked;
 2. the catalog group applies each request id at most once, through whichever leader and however often
-   it is retried, and remembers the result;
+   it is retried, and remembers the result; ids are namespaced by the order group's cluster and epoch
+   (`pygmy.common.request_ids`), so one restored from a backup never reuses an id the catalog has seen;
 3. a pending order nobody is working on (after a crash, a leader change or a timeout) is settled by the
    order group's leader, asking the catalog to `resolve` its request id: the stored result if the
    decrement happened, else the id is marked aborted so a delayed decrement can never apply afterwards;
@@ -23,6 +24,7 @@ from typing import Any
 
 from pygmy.common.errors import ApiError, not_found, unavailable
 from pygmy.common.metrics import ORDERS
+from pygmy.common.request_ids import RequestId, namespace_text
 from pygmy.common.tier_client import Reply, TierUnavailable
 from pygmy.order.state_machine import order_from_state
 from pygmy.order.store import Order
@@ -66,11 +68,19 @@ class BuyService:
             timings = []
         return _outcome(order), timings
 
+    def namespace(self) -> tuple[str, int]:
+        """This order group's (cluster, epoch); the epoch is in the replicated state (a restore bumps it)."""
+        return self.replica.config.cluster_id or "pygmy", self.replica.machine.store.epoch()  # type: ignore[attr-defined]
+
+    def request_id(self, order: Order) -> str:
+        """The catalog request of this attempt: unique per attempt and, with the namespace, over all time."""
+        return str(RequestId(*self.namespace(), order.order_id, order.attempt))
+
     async def _take_copy(self, order: Order, *, fresh: bool) -> tuple[Order, list[str]]:
         """Ask the catalog for a copy under this order's request id. `fresh`: this attempt has never
         been sent before (so a failure to connect proves the catalog never saw it)."""
         try:
-            reply = await self._catalog({"op": "decrement", "item": order.item, "request_id": order.request_id})
+            reply = await self._catalog({"op": "decrement", "item": order.item, "request_id": self.request_id(order)})
         except TierUnavailable as exc:
             # The copy may or may not be taken: leave the order pending for the settler to resolve.
             if fresh and not exc.sent:
@@ -135,7 +145,7 @@ class BuyService:
             if order.order_id in self._in_flight or order.order_id not in seen:
                 continue
             try:
-                reply = await self._catalog({"op": "resolve", "request_id": order.request_id})
+                reply = await self._catalog({"op": "resolve", "request_id": self.request_id(order)})
             except TierUnavailable:
                 return settled  # try again on the next sweep
             final = await self._settle(order, reply.body)
@@ -148,7 +158,7 @@ class BuyService:
         result = await self.replica.propose({"op": "watermark", "time": _now()})
         below = int(result["below"])
         if below > self._watermark_sent:
-            await self._catalog({"op": "forget", "below": below})
+            await self._catalog({"op": "forget", "below": below, "namespace": namespace_text(*self.namespace())})
             self._watermark_sent = below
         return below
 

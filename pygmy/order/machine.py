@@ -48,14 +48,31 @@ class OrderMachine(TierMachine):
         raise CommandError(f"unknown order query {op!r}")
 
     def state_rows(self, db: sqlite3.Connection) -> Iterable[tuple[Any, ...]]:
-        return self.store.rows()
+        yield from self.store.rows()
+        yield ("epoch", self.store.epoch())
 
     def summary(self, db: sqlite3.Connection) -> Json:
         rows = db.execute("SELECT status, COUNT(*) FROM orders GROUP BY status ORDER BY status")
         return {"orders": {r[0]: r[1] for r in rows}}
 
     def dump(self, db: sqlite3.Connection) -> bytes:
-        return orjson.dumps([list(r) for r in self.store.rows()])
+        return orjson.dumps({"orders": [list(r) for r in self.store.rows()], "epoch": self.store.epoch()})
 
     def load(self, db: sqlite3.Connection, data: bytes) -> None:
-        self.store.replace_rows(orjson.loads(data))
+        state = _state(data)
+        self.store.replace_rows(state["orders"])
+        self.store.set_epoch(state["epoch"])
+
+
+def next_epoch(data: bytes) -> tuple[bytes, int]:
+    """A dump of the same orders in the next epoch (for a restore) and that epoch."""
+    state = _state(data)
+    state["epoch"] += 1
+    return orjson.dumps(state), state["epoch"]
+
+
+def _state(data: bytes) -> dict[str, Any]:
+    state = orjson.loads(data)
+    if isinstance(state, list):  # a dump from before epochs: the order rows alone, epoch 0
+        return {"orders": state, "epoch": 0}
+    return {"orders": state["orders"], "epoch": int(state["epoch"])}

@@ -23,6 +23,8 @@ CREATE TABLE IF NOT EXISTS orders (
     idempotency_key TEXT UNIQUE
 );
 CREATE INDEX IF NOT EXISTS orders_by_status ON orders (status, order_id);
+-- `epoch`: bumped by every restore of this database from a backup, so request ids are never issued twice.
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 
@@ -36,11 +38,6 @@ class Order:
     status: str
     attempt: int
     idempotency_key: str | None
-
-    @property
-    def request_id(self) -> str:
-        """The catalog request this attempt sends; unique per attempt, so the catalog applies it once."""
-        return f"o{self.order_id}.{self.attempt}"
 
     def to_json(self) -> dict[str, Any]:
         return {"order_id": self.order_id, "item": self.item, "title": self.title, "cost": self.cost, "time": self.time}
@@ -116,6 +113,15 @@ class OrderStore:
         self.conn.execute("DELETE FROM orders")
         if rows:
             self.conn.executemany(f"INSERT INTO orders VALUES ({', '.join('?' * len(rows[0]))})", rows)
+
+    def epoch(self) -> int:
+        row = self.conn.execute("SELECT value FROM settings WHERE key = 'epoch'").fetchone()
+        return int(row[0]) if row else 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.conn.execute(
+            "INSERT INTO settings VALUES ('epoch', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", (epoch,)
+        )
 
     def pending(self) -> list[Order]:
         rows = self.conn.execute("SELECT * FROM orders WHERE status = 'pending' ORDER BY order_id")

@@ -33,6 +33,7 @@ import itertools
 import logging
 import random
 import time
+from typing import Any
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -100,6 +101,8 @@ class GroupOptions:
     # forever: past these deadlines a read raises ReadTimeout and a proposal ProposalTimeout. None: no deadline.
     read_timeout: float | None = 2.0
     propose_timeout: float | None = 2.0
+    # TLS for the Raft streams (pygmy.common.tls.TlsContexts); every frame is authenticated either way.
+    tls: Any = None
 
 
 class RaftGroup:
@@ -145,7 +148,7 @@ class RaftGroup:
             entries=persisted.entries,
             applied=applied,
         )
-        self.transport = Transport(node_id, peers[node_id], peers, secret, self._deliver)
+        self.transport = Transport(node_id, peers[node_id], peers, secret, self._deliver, tls=options.tls)
         # Writes that fsync run in this thread, so the loop keeps answering and receiving meanwhile.
         self._disk = ThreadPoolExecutor(1, thread_name_prefix=f"raft-disk-{node_id}") if options.write_in_thread else None
         self.driver = ReadyDriver(

@@ -12,7 +12,11 @@ response over fresh nonces from both sides, bound to both node ids):
     client -> server   client id, client nonce, HMAC(secret, "client" | server nonce | client nonce | ids)
     server -> client   HMAC(secret, "server" | client nonce | server nonce | ids)
 
-A peer that fails this is disconnected before any message is read. Lost connections are re-dialled
+A peer that fails this is disconnected before any message is read. Every frame after the handshake
+carries an HMAC-SHA256 of its sequence number on the connection and its payload, under a key only the two
+ends can derive (from the secret and both nonces), so a frame changed, injected, replayed, reordered or
+dropped on the way fails the check of the next frame: the receiver logs it once and closes the connection
+(the sender re-dials; Raft retransmits). Frames are `length | payload | MAC`. Lost connections are re-dialled
 with capped exponential backoff; messages queued meanwhile are bounded, and Raft retransmits anyway.
 
 Why TCP and not HTTP: a persistent stream with this framing needs no per-request headers, parsing or
@@ -26,9 +30,11 @@ import hashlib
 import hmac
 import logging
 import os
+import ssl
 import struct
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
@@ -40,6 +46,7 @@ MAGIC = b"PGR1"
 _NONCE = 16
 _MAC = 32
 _LENGTH = struct.Struct(">I")
+_SEQUENCE = struct.Struct(">Q")
 _HELLO = struct.Struct(f">q{_NONCE}s{_MAC}s")  # client id, client nonce, client MAC
 # A frame holds one burst of messages: AppendEntries of up to max_entries_per_message entries, or snapshot
 # chunks of RaftConfig.snapshot_chunk_bytes (1 MiB); a length beyond this is a broken or hostile peer.
@@ -56,6 +63,51 @@ _decode_batch = msgspec.msgpack.Decoder(list[Message]).decode
 
 class HandshakeFailed(ConnectionError):
     """The other side does not know the cluster secret, or is not who it claims to be."""
+
+
+class FrameRejected(ConnectionError):
+    """A frame failed its MAC (or its length limit): altered, forged, replayed or out of order."""
+
+
+class FrameSealer:
+    """The sending end of one connection: frames with a MAC over their sequence number and payload."""
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        self.sequence = 0
+
+    def seal(self, payload: bytes) -> bytes:
+        mac = _frame_mac(self.key, self.sequence, payload)
+        self.sequence += 1
+        return _LENGTH.pack(len(payload)) + payload + mac
+
+
+class FrameOpener:
+    """The receiving end: a frame is accepted only with the MAC of the next sequence number."""
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        self.sequence = 0
+
+    async def read(self, reader: asyncio.StreamReader) -> bytes:
+        (length,) = _LENGTH.unpack(await reader.readexactly(_LENGTH.size))
+        if length > MAX_FRAME:
+            raise FrameRejected(f"frame {self.sequence} declares {length} bytes, over the limit")
+        data = await reader.readexactly(length + _MAC)
+        payload, mac = data[:length], data[length:]
+        if not hmac.compare_digest(mac, _frame_mac(self.key, self.sequence, payload)):
+            raise FrameRejected(f"frame {self.sequence} fails its MAC (altered, forged, replayed or out of order)")
+        self.sequence += 1
+        return payload
+
+
+def _frame_mac(key: bytes, sequence: int, payload: bytes) -> bytes:
+    return hmac.new(key, _SEQUENCE.pack(sequence) + payload, hashlib.sha256).digest()
+
+
+def _frame_key(secret: bytes, server_nonce: bytes, client_nonce: bytes, client_id: int, server_id: int) -> bytes:
+    # Fresh per connection (both nonces), so a frame of one connection is worthless on any other.
+    return _mac(secret, b"frames", server_nonce, client_nonce, client_id, server_id)
 
 
 def pack_frame(payload: bytes) -> bytes:
@@ -77,8 +129,8 @@ def _mac(secret: bytes, role: bytes, first: bytes, second: bytes, client_id: int
 
 async def client_handshake(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, secret: bytes, my_id: int, server_id: int
-) -> None:
-    """Prove to the server that we know the secret, and check that it does too."""
+) -> FrameSealer:
+    """Prove to the server that we know the secret, and check that it does too; the frames' sealer."""
     greeting = await reader.readexactly(len(MAGIC) + _NONCE)
     if greeting[: len(MAGIC)] != MAGIC:
         raise HandshakeFailed("the peer does not speak the Pygmy Raft protocol")
@@ -88,12 +140,13 @@ async def client_handshake(
     answer = await reader.readexactly(_MAC)
     if not hmac.compare_digest(answer, _mac(secret, b"server", client_nonce, server_nonce, my_id, server_id)):
         raise HandshakeFailed(f"node {server_id} answered with a wrong proof of the secret")
+    return FrameSealer(_frame_key(secret, server_nonce, client_nonce, my_id, server_id))
 
 
 async def server_handshake(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, secret: bytes, my_id: int, allowed: set[int]
-) -> int:
-    """Check that the dialling node knows the secret; return its id."""
+) -> tuple[int, FrameOpener]:
+    """Check that the dialling node knows the secret; return its id and the opener of its frames."""
     server_nonce = os.urandom(_NONCE)
     writer.write(MAGIC + server_nonce)
     client_id, client_nonce, proof = _HELLO.unpack(await reader.readexactly(_HELLO.size))
@@ -102,7 +155,7 @@ async def server_handshake(
         raise HandshakeFailed(f"rejected a connection claiming to be node {client_id}")
     writer.write(_mac(secret, b"server", client_nonce, server_nonce, client_id, my_id))
     await writer.drain()
-    return client_id
+    return client_id, FrameOpener(_frame_key(secret, server_nonce, client_nonce, client_id, my_id))
 
 
 class _Outbox:
@@ -122,6 +175,7 @@ class _Outbox:
         self.backoff = MIN_BACKOFF
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None  # set while connected and authenticated
+        self._sealer: FrameSealer | None = None
 
     def put(self, message: Message) -> None:
         self.queue.append(message)
@@ -129,7 +183,7 @@ class _Outbox:
 
     def flush(self) -> None:
         """Write everything queued as one frame, now, if connected."""
-        if not self.queue or self._writer is None or self._reader is None:
+        if not self.queue or self._writer is None or self._reader is None or self._sealer is None:
             return
         if self._reader.at_eof() or self._writer.is_closing():
             # The peer closed (e.g. it was killed): asyncio would drop our writes silently.
@@ -138,7 +192,7 @@ class _Outbox:
             return
         batch = list(self.queue)
         self.queue.clear()
-        self._writer.write(pack_frame(_encode_batch(batch)))
+        self._writer.write(self._sealer.seal(_encode_batch(batch)))
         self.transport.frames_sent += 1
         self.transport.messages_sent += len(batch)
 
@@ -156,13 +210,14 @@ class _Outbox:
 
     async def _connect_and_send(self) -> None:
         t = self.transport
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(*self.address), HANDSHAKE_TIMEOUT)
+        tls = {"ssl": t.tls.client, "server_hostname": self.address[0]} if t.tls else {}
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(*self.address, **tls), HANDSHAKE_TIMEOUT)
         try:
-            await asyncio.wait_for(
+            sealer = await asyncio.wait_for(
                 client_handshake(reader, writer, t.secret, t.node_id, self.peer_id), HANDSHAKE_TIMEOUT
             )
             self.backoff = MIN_BACKOFF  # connected: the next failure starts waiting from the bottom again
-            self._reader, self._writer = reader, writer
+            self._reader, self._writer, self._sealer = reader, writer, sealer
             while True:
                 if not self.queue:
                     self.wake.clear()
@@ -172,7 +227,7 @@ class _Outbox:
                     raise ConnectionResetError(f"node {self.peer_id} closed the connection")
                 await writer.drain()  # backpressure: a slow peer holds messages here, bounded
         finally:
-            self._reader = self._writer = None
+            self._reader = self._writer = self._sealer = None
             writer.close()
 
 
@@ -190,8 +245,11 @@ class Transport:
         peers: dict[int, tuple[str, int]],
         secret: str | bytes,
         deliver: Callable[[list[Message]], None],
+        *,
+        tls: Any = None,
     ) -> None:
         self.node_id = node_id
+        self.tls = tls  # pygmy.common.tls.TlsContexts, or None for plain TCP
         self.listen = listen
         self.secret = secret.encode() if isinstance(secret, str) else secret
         self.deliver = deliver
@@ -199,11 +257,14 @@ class Transport:
         self._server: asyncio.Server | None = None
         self._inbound: set[asyncio.Task[None]] = set()
         self.rejected = 0  # connections that failed the handshake
+        self.rejected_frames = 0  # connections closed on a frame that failed its MAC
         self.frames_sent = 0
         self.messages_sent = 0
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, *self.listen)
+        self._server = await asyncio.start_server(
+            self._serve, *self.listen, ssl=self.tls.server if self.tls else None
+        )
         for outbox in self._outboxes.values():
             outbox.task = asyncio.create_task(outbox.run(), name=f"raft-send-{outbox.peer_id}")
 
@@ -233,17 +294,22 @@ class Transport:
         task = asyncio.current_task()
         assert task is not None
         self._inbound.add(task)
+        peer: int | None = None
         try:
-            peer = await asyncio.wait_for(
+            peer, opener = await asyncio.wait_for(
                 server_handshake(reader, writer, self.secret, self.node_id, set(self._outboxes)), HANDSHAKE_TIMEOUT
             )
             while True:
-                batch = _decode_batch(await read_frame(reader))
+                batch = _decode_batch(await opener.read(reader))
                 self.deliver([m for m in batch if m.src == peer and m.dst == self.node_id])
         except HandshakeFailed as exc:
             self.rejected += 1
             log.warning("%s", exc)
-        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, msgspec.DecodeError):
+        except FrameRejected as exc:
+            # Once per connection: it is closed right here, and nothing more of it is read or logged.
+            self.rejected_frames += 1
+            log.warning("closed the Raft connection from node %s: %s", peer, exc)
+        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, msgspec.DecodeError, ssl.SSLError):
             pass
         except asyncio.CancelledError:
             pass  # closing; returning normally keeps asyncio from logging the cancellation

@@ -13,6 +13,7 @@ index the state was read at (`index`), so a caller (the frontend's cache) knows 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -20,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from pygmy.common.tls import contexts
 from pygmy.config import Config, Node
 from pygmy.raft.core import Status
 from pygmy.raft.messages import Role
@@ -49,7 +51,8 @@ class Replica:
         cluster = config.cluster_id or "pygmy"
         self.group = RaftGroup(
             node.id, peers, config.node_dir(node) / "raft", config.cluster_secret, machine,
-            config.raft.group_options(), join=join, cluster_id=f"{cluster}/{node.kind}",
+            dataclasses.replace(config.raft.group_options(), tls=contexts(config)), join=join,
+            cluster_id=f"{cluster}/{node.kind}",
         )
         self.started = time.time()
         # Fresh at every start, so a frontend's heartbeat sees that this replica crashed and came back.

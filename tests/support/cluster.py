@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal
@@ -101,6 +102,7 @@ class NodeSpec:
     id: int
     port: int
     raft_port: int
+    scheme: str = "http"
 
     @property
     def name(self) -> str:
@@ -108,7 +110,7 @@ class NodeSpec:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
 
 class Cluster:
@@ -125,8 +127,12 @@ class Cluster:
         replicas: int = REPLICAS,
         raft: dict[str, int] | None = None,
         frontend: dict[str, float] | None = None,
+        secrets_in_config: bool = True,
+        tls: bool = False,
     ) -> None:
         self.root = root
+        # False: the configuration names no secrets, so `pygmy up` generates them (read back after start).
+        self.secrets_in_config = secrets_in_config
         self.raft = raft or {}  # a [raft] table for the configuration, e.g. {"snapshot_every": 50}
         self.frontend = frontend or {}  # a [frontend] table, e.g. {"heartbeat_ms": 60000}
         self.root.mkdir(parents=True, exist_ok=True)
@@ -143,10 +149,17 @@ class Cluster:
         self.config_data_dir = root / "config-data" if data_dir_flag else self.data_dir
         self.logs_dir = root / "logs"
         self.logs_dir.mkdir(exist_ok=True)
+        # tls: the backends serve HTTPS and TLS Raft with a CA made here; `verify` is what requests checks them with.
+        self.tls_dir = root / "tls" if tls else None
+        if self.tls_dir is not None:
+            from pygmy.common.tls import generate
+
+            generate(self.tls_dir, ["127.0.0.1"])
+        self.verify: str | bool = str(self.tls_dir / "ca.pem") if self.tls_dir else True
         ports = iter(free_ports(1 + 4 * replicas))
         self.nodes = [NodeSpec("frontend", 0, next(ports), 0)]
         for kind in ("catalog", "order"):
-            self.nodes += [NodeSpec(kind, i, next(ports), next(ports)) for i in range(replicas)]
+            self.nodes += [NodeSpec(kind, i, next(ports), next(ports), "https" if tls else "http") for i in range(replicas)]
         self.config_path = root / "pygmy.toml"
         self.config_path.write_text(self.config_toml())
         self.replicas = replicas  # how many of each group run (`pygmy up --replicas` may start fewer)
@@ -160,9 +173,9 @@ class Cluster:
         lines = [
             "# Written by tests/support/cluster.py",
             f'data_dir = "{self.config_data_dir}"',
-            f'admin_token = "{self.admin_token}"',
-            f'cluster_secret = "{self.cluster_secret}"',
         ]
+        if self.secrets_in_config:
+            lines += [f'admin_token = "{self.admin_token}"', f'cluster_secret = "{self.cluster_secret}"']
         if self.cluster_id is not None:
             lines.append(f'cluster_id = "{self.cluster_id}"')
         for n in self.nodes:
@@ -173,6 +186,9 @@ class Cluster:
             lines += ["", "[raft]", *(f"{key} = {value}" for key, value in self.raft.items())]
         if self.frontend:
             lines += ["", "[frontend]", *(f"{key} = {value}" for key, value in self.frontend.items())]
+        if self.tls_dir is not None:
+            lines += ["", "[tls]", "enabled = true", *(f'{key} = "{self.tls_dir / name}"' for key, name in
+                                                       (("ca", "ca.pem"), ("cert", "node.pem"), ("key", "node.key")))]
         return "\n".join(lines) + "\n"
 
     def set_cluster_id(self, cluster_id: str) -> None:
@@ -254,6 +270,8 @@ class Cluster:
     def start(self) -> "Cluster":
         if self.mode == "up":
             self.up_proc = self._spawn(self.up_args(), "up")
+            if not self.secrets_in_config:
+                self._read_generated_secrets()
             self.wait_ready(self.serving_nodes())
             self._up_children = set(children_of(self.up_proc.pid))
         else:
@@ -261,6 +279,15 @@ class Cluster:
                 self.start_node(kind, i, wait=False)
             self.wait_ready(self.serving_nodes())
         return self
+
+    def _read_generated_secrets(self, timeout: float = 20.0) -> None:
+        path = self.data_dir / "secrets.toml"
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            assert time.monotonic() < deadline, f"pygmy up wrote no {path}\n{self.logs()}"
+            time.sleep(0.05)
+        stored = tomllib.loads(path.read_text())
+        self.admin_token, self.cluster_secret = stored["admin_token"], stored["cluster_secret"]
 
     def start_node(self, kind: str, node_id: int = 0, *, wait: bool = True, join: bool = False) -> None:
         """`join`: the node's data directory was lost; it rejoins (`pygmy serve --join`)."""
@@ -294,7 +321,8 @@ class Cluster:
     def status(self, kind: str, node_id: int) -> dict | None:
         """A backend replica's /internal/status, or None if it does not answer."""
         try:
-            resp = requests.get(f"{self.url(kind, node_id)}/internal/status", headers=self.secret_headers(), timeout=1.0)
+            resp = requests.get(f"{self.url(kind, node_id)}/internal/status", headers=self.secret_headers(), timeout=1.0,
+                                verify=self.verify)
         except requests.RequestException:
             return None
         return resp.json() if resp.status_code == 200 else None
@@ -368,7 +396,7 @@ class Cluster:
             node = pending[0]
             self._check_alive(node)
             try:
-                requests.get(f"{node.url}/health", timeout=1.0)
+                requests.get(f"{node.url}/health", timeout=1.0, verify=self.verify)
                 pending.pop(0)
                 continue
             except requests.RequestException:

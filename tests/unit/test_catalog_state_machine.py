@@ -42,20 +42,20 @@ def test_decrement_of_unknown_item_changes_nothing(machine: CatalogStateMachine)
 
 
 def test_a_request_id_is_applied_at_most_once_and_a_retry_gets_the_first_result(machine: CatalogStateMachine) -> None:
-    first = machine.apply({"op": "decrement", "item": 1, "request_id": "o1.0"})
-    again = machine.apply({"op": "decrement", "item": 1, "request_id": "o1.0"})
+    first = machine.apply({"op": "decrement", "item": 1, "request_id": "c:0:o1.0"})
+    again = machine.apply({"op": "decrement", "item": 1, "request_id": "c:0:o1.0"})
     assert again == first
     assert stock(machine, 1) == 99
 
 
 def test_resolve_returns_the_result_of_an_applied_request(machine: CatalogStateMachine) -> None:
-    taken = machine.apply({"op": "decrement", "item": 1, "request_id": "o1.0"})
-    assert machine.apply({"op": "resolve", "request_id": "o1.0"}) == taken
+    taken = machine.apply({"op": "decrement", "item": 1, "request_id": "c:0:o1.0"})
+    assert machine.apply({"op": "resolve", "request_id": "c:0:o1.0"}) == taken
 
 
 def test_resolve_aborts_an_unapplied_request_so_a_late_decrement_never_applies(machine: CatalogStateMachine) -> None:
-    assert machine.apply({"op": "resolve", "request_id": "o2.0"}) == {"ok": False, "error": "aborted"}
-    late = machine.apply({"op": "decrement", "item": 1, "request_id": "o2.0"})
+    assert machine.apply({"op": "resolve", "request_id": "c:0:o2.0"}) == {"ok": False, "error": "aborted"}
+    late = machine.apply({"op": "decrement", "item": 1, "request_id": "c:0:o2.0"})
     assert late == {"ok": False, "error": "aborted"}
     assert stock(machine, 1) == 100
 
@@ -98,20 +98,20 @@ def test_malformed_commands_raise_and_change_nothing(machine: CatalogStateMachin
 def test_state_survives_reopening_the_file(tmp_path: Path) -> None:
     store = CatalogStore(tmp_path / "c.sqlite3")
     store.seed(DEFAULT_BOOKS)
-    CatalogStateMachine(store).apply({"op": "decrement", "item": 3, "request_id": "x"})
+    CatalogStateMachine(store).apply({"op": "decrement", "item": 3, "request_id": "c:0:o9.0"})
     store.close()
     reopened = CatalogStateMachine(CatalogStore(tmp_path / "c.sqlite3"))
     assert stock(reopened, 3) == 99
-    assert reopened.apply({"op": "decrement", "item": 3, "request_id": "x"})["book"]["stock"] == 99
+    assert reopened.apply({"op": "decrement", "item": 3, "request_id": "c:0:o9.0"})["book"]["stock"] == 99
 
 
 def test_a_buy_or_update_before_the_initial_catalog_is_in_fails_as_loading_not_as_unknown_book(tmp_path: Path) -> None:
     """At a fresh cluster's first start the books come through the log in seed chunks; a decrement ordered
     before them must not answer "no such book" (the frontend would tell the buyer 404)."""
     machine = CatalogStateMachine(CatalogStore(tmp_path / "fresh.sqlite3"))
-    assert machine.apply({"op": "decrement", "item": 1, "request_id": "o1.0"}) == {"ok": False, "error": "loading"}
+    assert machine.apply({"op": "decrement", "item": 1, "request_id": "c:0:o1.0"}) == {"ok": False, "error": "loading"}
     assert machine.apply({"op": "update", "item": 1, "stock_delta": 5}) == {"ok": False, "error": "loading"}
     books = [b.to_json() for b in DEFAULT_BOOKS]
     assert machine.apply({"op": "seed", "chunk": 0, "books": books, "last": True})["ok"] is True
-    assert machine.apply({"op": "decrement", "item": 1, "request_id": "o2.0"})["ok"] is True
+    assert machine.apply({"op": "decrement", "item": 1, "request_id": "c:0:o2.0"})["ok"] is True
     assert stock(machine, 1) == 99
