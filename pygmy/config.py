@@ -122,6 +122,24 @@ class RaftSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class CacheSettings:
+    """The `[cache]` table: the frontend's cache of lookups and searches and its leases (docs/design.md)."""
+
+    enabled: bool = True
+    size: int = 10_000  # entries
+    lease_ms: int = 1500
+    drift_ms: int = 100
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise ConfigError(f"cache.enabled must be true or false, not {self.enabled!r}")
+        for key in ("size", "lease_ms", "drift_ms"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"cache.{key} must be a positive integer, not {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
 class Node:
     kind: NodeKind
     id: int
@@ -146,6 +164,7 @@ class Config:
     cluster_secret: str
     catalog_file: Path | None = None
     raft: RaftSettings = RaftSettings()
+    cache: CacheSettings = CacheSettings()
     # Recorded by every Raft member at its first start, so a node never joins another cluster's group.
     cluster_id: str | None = None
     # Where the configuration came from, so child processes can be handed the same file.
@@ -217,6 +236,7 @@ def parse(text: str, *, base_dir: Path | None = None, source: Path | None = None
         cluster_secret=_required_str(raw, "cluster_secret"),
         catalog_file=(base_dir / catalog_file) if catalog_file else None,
         raft=_parse_raft(raw.get("raft", {})),
+        cache=_parse_table("cache", CacheSettings, raw.get("cache", {})),
         cluster_id=cluster_id,
         source=source,
     )
@@ -263,6 +283,7 @@ def dump(config: Config) -> str:
     if config.cluster_id is not None:
         doc["cluster_id"] = config.cluster_id
     doc["raft"] = dataclasses.asdict(config.raft)
+    doc["cache"] = dataclasses.asdict(config.cache)
     doc["nodes"] = [
         {k: v for k, v in dataclasses.asdict(n).items() if v is not None} for n in config.nodes
     ]
@@ -270,13 +291,18 @@ def dump(config: Config) -> str:
 
 
 def _parse_raft(raw: Any) -> RaftSettings:
+    return _parse_table("raft", RaftSettings, raw)
+
+
+def _parse_table(name: str, cls: Any, raw: Any) -> Any:
+    """A settings table ([raft], [cache]) as its frozen dataclass; unknown keys are an error."""
     if not isinstance(raw, dict):
-        raise ConfigError("raft must be a table ([raft])")
-    known = {f.name for f in dataclasses.fields(RaftSettings)}
+        raise ConfigError(f"{name} must be a table ([{name}])")
+    known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise ConfigError(f"unknown key in [raft]: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    return RaftSettings(**raw)
+        raise ConfigError(f"unknown key in [{name}]: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    return cls(**raw)
 
 
 def _parse_node(position: int, raw: Any) -> Node:

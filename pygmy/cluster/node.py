@@ -38,7 +38,7 @@ def run_node(config: Config, kind: NodeKind, node_id: int, *, join: bool = False
             return await order_app(config, node, join=join)
         from pygmy.frontend.app import create_app as frontend_app
 
-        return await frontend_app(config)
+        return await frontend_app(config, node)
 
     exit_if_storage_damaged(lambda: serve(factory, node.host, node.port, node.name), node.name, str(config.node_dir(node)))
 

@@ -18,7 +18,8 @@ from pygmy.common.params import parse_id, parse_idempotency_key, parse_page
 from pygmy.common.server import make_app
 from pygmy.common.tier_client import TierClient, TierUnavailable
 from pygmy.common.timing import add_downstream
-from pygmy.config import Config
+from pygmy.config import Config, Node
+from pygmy.frontend.cached_reads import add_cache, cached
 from pygmy.replica.client import GroupClient
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,13 @@ async def _call(
     request: web.Request, tier: str, method: str, path: str, *, idempotent: bool = True, **kwargs: Any
 ) -> Any:
     """Call a backend group (any replica, the leader first); its errors become ours, its silence a 503."""
+    return (await _call_reply(request, tier, method, path, idempotent=idempotent, **kwargs)).body
+
+
+async def _call_reply(
+    request: web.Request, tier: str, method: str, path: str, *, idempotent: bool = True, **kwargs: Any
+) -> Any:
+    """`_call`, but the whole 200 reply (its headers carry the catalog index a cache entry records)."""
     group: GroupClient = request.app[BACKENDS][tier]
     try:
         reply = await group.call(method, path, idempotent=idempotent, **kwargs)
@@ -49,7 +57,7 @@ async def _call(
         raise unavailable(f"the {tier} tier cannot be reached; retry shortly") from None
     add_downstream(request, reply.server_timing)
     if reply.status == 200:
-        return reply.body
+        return reply
     error = reply.body.get("error") if isinstance(reply.body, dict) else None
     if reply.status in (400, 404, 409, 422) and isinstance(error, dict):
         raise ApiError(reply.status, str(error.get("code")), str(error.get("message")))
@@ -67,12 +75,13 @@ async def search(request: web.Request) -> web.Response:
         raise bad_request("topic is too long", "bad_topic")
     offset, limit = parse_page(request.query.get("offset"), request.query.get("limit"))
     params = {"topic": topic, "offset": str(offset), "limit": str(limit)}
-    return json_response(await _call(request, "catalog", "GET", "/internal/search", params=params))
+    return await cached(request, ("search", topic, offset, limit),
+                        lambda: _call_reply(request, "catalog", "GET", "/internal/search", params=params))
 
 
 async def lookup(request: web.Request) -> web.Response:
     item = parse_id(request.match_info.get("item") or request.query.get("item"))
-    return json_response(await _call(request, "catalog", "GET", f"/internal/books/{item}"))
+    return await cached(request, ("book", item), lambda: _call_reply(request, "catalog", "GET", f"/internal/books/{item}"))
 
 
 async def buy(request: web.Request) -> web.Response:
@@ -162,13 +171,14 @@ async def openapi(request: web.Request) -> web.Response:
     return web.Response(body=request.app[OPENAPI], content_type="application/json")
 
 
-async def create_app(config: Config) -> web.Application:
+async def create_app(config: Config, node: Node | None = None) -> web.Application:
     app = make_app("frontend", config.cluster_secret)
     app[CONFIG] = config
     tiers = TierClient(config.cluster_secret)
     app[TIERS] = tiers
     app[BACKENDS] = {tier: GroupClient(tiers, [n.url for n in config.of_kind(tier)]) for tier in ("catalog", "order")}
     app[OPENAPI] = resources.files("pygmy.frontend").joinpath("openapi.json").read_bytes()
+    add_cache(app, config, node or config.of_kind("frontend")[0], tiers)
     r = app.router
     r.add_get("/search", search)
     r.add_get("/search/{topic}", search)

@@ -124,9 +124,15 @@ class Cluster:
         ready_timeout: float = READY_TIMEOUT,
         replicas: int = REPLICAS,
         raft: dict[str, int] | None = None,
+        frontends: int = 1,
+        cache: dict[str, int | bool] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.root = root
         self.raft = raft or {}  # a [raft] table for the configuration, e.g. {"snapshot_every": 50}
+        self.cache = cache or {}  # a [cache] table, e.g. {"lease_ms": 1000}
+        self.env = env or {}  # extra environment of every node (test-only hooks such as PYGMY_TEST_FILL_DELAY_MS)
+        self.frontends = frontends
         self.root.mkdir(parents=True, exist_ok=True)
         self.mode = mode
         self.catalog_file = catalog_file
@@ -141,8 +147,8 @@ class Cluster:
         self.config_data_dir = root / "config-data" if data_dir_flag else self.data_dir
         self.logs_dir = root / "logs"
         self.logs_dir.mkdir(exist_ok=True)
-        ports = iter(free_ports(1 + 4 * replicas))
-        self.nodes = [NodeSpec("frontend", 0, next(ports), 0)]
+        ports = iter(free_ports(frontends + 4 * replicas))
+        self.nodes = [NodeSpec("frontend", i, next(ports), 0) for i in range(frontends)]
         for kind in ("catalog", "order"):
             self.nodes += [NodeSpec(kind, i, next(ports), next(ports)) for i in range(replicas)]
         self.config_path = root / "pygmy.toml"
@@ -169,6 +175,8 @@ class Cluster:
                 lines.append(f"raft_port = {n.raft_port}")
         if self.raft:
             lines += ["", "[raft]", *(f"{key} = {value}" for key, value in self.raft.items())]
+        if self.cache:
+            lines += ["", "[cache]", *(f"{key} = {str(value).lower()}" for key, value in self.cache.items())]
         return "\n".join(lines) + "\n"
 
     def set_cluster_id(self, cluster_id: str) -> None:
@@ -206,7 +214,8 @@ class Cluster:
     @property
     def serving(self) -> list[tuple[str, int]]:
         """Every node that runs: each replica of both groups (every replica serves), then the frontend."""
-        return [(kind, i) for kind in ("catalog", "order") for i in range(self.replicas)] + [("frontend", 0)]
+        backends = [(kind, i) for kind in ("catalog", "order") for i in range(self.replicas)]
+        return backends + [("frontend", i) for i in range(self.frontends)]
 
     def serving_nodes(self) -> list[NodeSpec]:
         return [self.node(kind, i) for kind, i in self.serving]
@@ -215,7 +224,7 @@ class Cluster:
 
     def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
         log = open(self.logs_dir / f"{log_name}.log", "ab")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         env.pop("PYGMY_ADMIN_TOKEN", None)
         try:
             proc = subprocess.Popen(
