@@ -197,9 +197,11 @@ class LeaseTable:
             pass
         if not wait:
             return
+        # No ack (the frontend is stopped, cut off, or gone): the write waits until its lease has ended,
+        # part of which the call above may already have spent.
+        LEASE_WAITS.inc()
         left = sub.expires - time.monotonic()
+        log.warning("frontend %s did not acknowledge an invalidation; the write waited for its lease to end "
+                    "(%.0f ms more)", sub.url, max(left, 0) * 1000)
         if left > 0:
-            LEASE_WAITS.inc()
-            log.warning("frontend %s did not acknowledge an invalidation; the write waits %.0f ms for its lease to end",
-                        sub.url, left * 1000)
             await asyncio.sleep(left)

@@ -126,12 +126,13 @@ class Cluster:
         raft: dict[str, int] | None = None,
         frontends: int = 1,
         cache: dict[str, int | bool] | None = None,
-        env: dict[str, str] | None = None,
+        env: dict[str, dict[str, str]] | None = None,
     ) -> None:
         self.root = root
         self.raft = raft or {}  # a [raft] table for the configuration, e.g. {"snapshot_every": 50}
         self.cache = cache or {}  # a [cache] table, e.g. {"lease_ms": 1000}
-        self.env = env or {}  # extra environment of every node (test-only hooks such as PYGMY_TEST_FILL_DELAY_MS)
+        # Extra environment per node name, e.g. {"frontend-1": {"PYGMY_TEST_FILL_DELAY_MS": "800"}} (test hooks).
+        self.env = env or {}
         self.frontends = frontends
         self.root.mkdir(parents=True, exist_ok=True)
         self.mode = mode
@@ -224,7 +225,7 @@ class Cluster:
 
     def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
         log = open(self.logs_dir / f"{log_name}.log", "ab")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env.get(log_name, {})}
         env.pop("PYGMY_ADMIN_TOKEN", None)
         try:
             proc = subprocess.Popen(
