@@ -40,6 +40,10 @@ class _Subscriber:
     instance: str
     url: str
     expires: float  # leader's monotonic clock
+    # An invalidation went unacknowledged: the frontend may hold a value that is about to be stale, so its
+    # next lease must not continue this one (the frontend drops its whole cache on a broken lease).
+    revoked: bool = False
+    outstanding: int = 0  # invalidations sent and not yet acknowledged: renewals do not extend the lease
 
 
 @dataclasses.dataclass
@@ -122,13 +126,20 @@ class LeaseTable:
         if self._observe() != term or self._term is None:
             raise NotLeader("lost leadership while granting a lease")
         old = self._subs.get(url)
-        continuous = old is not None and old.instance == instance and old.expires > received
-        if old is None or old.instance != instance:
-            log.info("frontend %s subscribed for invalidations (lease %d ms)", url, self.settings.lease_ms)
-        self._subs[url] = _Subscriber(instance, url, received + self.span)
+        continuous = old is not None and old.instance == instance and old.expires > received and not old.revoked
+        lease_ms = self.settings.lease_ms
+        if continuous and old.outstanding:  # type: ignore[union-attr]
+            # An invalidation to it is unanswered: keep the lease from outlasting what the write waits for.
+            lease_ms = max(0, int((old.expires - received) * 1000) - self.settings.drift_ms)  # type: ignore[union-attr]
+        elif continuous:
+            old.expires = received + self.span  # type: ignore[union-attr]
+        else:
+            if old is None or old.instance != instance:
+                log.info("frontend %s subscribed for invalidations (lease %d ms)", url, self.settings.lease_ms)
+            self._subs[url] = _Subscriber(instance, url, received + self.span)
         return {
             "granted": True,
-            "lease_ms": self.settings.lease_ms,
+            "lease_ms": lease_ms,
             "continuous": continuous,
             "in_flight": [list(k) for k in self._writes],  # type: ignore[call-overload]
         }
@@ -189,16 +200,26 @@ class LeaseTable:
         """One frontend's ack; without one (it is stopped, cut off, or gone) wait until its lease ends."""
         left = sub.expires - time.monotonic()
         body = {"phase": phase, "keys": [list(k) for k in keys], "token": token}  # type: ignore[call-overload]
+        sub.outstanding += wait
+        try:
+            if await self._acked(sub, body, left) or not wait:
+                return
+            await self._wait_out(sub)
+        finally:
+            sub.outstanding -= wait
+
+    async def _acked(self, sub: _Subscriber, body: dict[str, Any], left: float) -> bool:
         try:
             reply = await self.tiers.call("POST", sub.url, json=body, timeout=max(left, 0.01))
-            if reply.status == 200:
-                return
         except TierUnavailable:
-            pass
-        if not wait:
-            return
+            return False
+        return reply.status == 200
+
+    async def _wait_out(self, sub: _Subscriber) -> None:
         # No ack (the frontend is stopped, cut off, or gone): the write waits until its lease has ended,
-        # part of which the call above may already have spent.
+        # part of which the call may already have spent (renewals granted meanwhile did not extend it).
+        # From now on its renewals start a new lease, with an empty cache.
+        sub.revoked = True
         LEASE_WAITS.inc()
         left = sub.expires - time.monotonic()
         log.warning("frontend %s did not acknowledge an invalidation; the write waited for its lease to end "

@@ -8,6 +8,8 @@ cached answers is kept by `pygmy.frontend.lease`.
 
 from __future__ import annotations
 
+import asyncio
+import os
 from typing import Any, Awaitable, Callable
 
 import orjson
@@ -22,6 +24,10 @@ from pygmy.frontend.lease import LeaseKeeper
 from pygmy.replica.http import INDEX
 
 CACHE = web.AppKey("cache", LeaseKeeper)
+# Test-only: this frontend never answers an invalidation (its channel from the catalog is cut, while its
+# lease renewals still go through). Read once, at start (tests/test_cache.py).
+DEAF_ENV = "PYGMY_TEST_DEAF_TO_INVALIDATIONS"
+DEAF = web.AppKey("deaf", bool)
 CACHE_HEADER = "X-Pygmy-Cache"  # "hit" or "miss": whether this answer came from the frontend's cache
 INVALIDATE_PATH = "/internal/invalidate"
 MAX_KEYS = 1000
@@ -47,6 +53,8 @@ async def cached(request: web.Request, key: Key, fetch: Callable[[], Awaitable[R
 
 
 async def invalidate(request: web.Request) -> web.Response:
+    if request.app[DEAF]:
+        await asyncio.Event().wait()
     body = await read_json_object(request)
     phase, token, raw_keys = body.get("phase"), body.get("token"), body.get("keys")
     if phase not in ("begin", "end") or not isinstance(token, str) or not isinstance(raw_keys, list):
@@ -69,6 +77,7 @@ def add_cache(app: web.Application, config: Config, node: Node, tiers: TierClien
     """Give the frontend its cache, its lease keeper (started with the app) and the invalidation route."""
     keeper = LeaseKeeper(config.cache, tiers, [n.url for n in config.of_kind("catalog")], node.url + INVALIDATE_PATH)
     app[CACHE] = keeper
+    app[DEAF] = os.environ.get(DEAF_ENV) == "1"
     app.router.add_post(INVALIDATE_PATH, invalidate)
 
     async def lifecycle(_: web.Application) -> Any:
