@@ -40,10 +40,10 @@ class _Subscriber:
     instance: str
     url: str
     expires: float  # leader's monotonic clock
-    # An invalidation went unacknowledged: the frontend may hold a value that is about to be stale, so its
-    # next lease must not continue this one (the frontend drops its whole cache on a broken lease).
-    revoked: bool = False
-    outstanding: int = 0  # invalidations sent and not yet acknowledged: renewals do not extend the lease
+    # Invalidations sent and not yet acknowledged. While there are any, renewals do not extend the lease:
+    # a write waits at most until it ends, and the frontend's next lease after that cannot continue this
+    # one (the frontend then starts from an empty cache), so what it missed is never served.
+    outstanding: int = 0
 
 
 @dataclasses.dataclass
@@ -126,7 +126,7 @@ class LeaseTable:
         if self._observe() != term or self._term is None:
             raise NotLeader("lost leadership while granting a lease")
         old = self._subs.get(url)
-        continuous = old is not None and old.instance == instance and old.expires > received and not old.revoked
+        continuous = old is not None and old.instance == instance and old.expires > received
         lease_ms = self.settings.lease_ms
         if continuous and old.outstanding:  # type: ignore[union-attr]
             # An invalidation to it is unanswered: keep the lease from outlasting what the write waits for.
@@ -218,8 +218,6 @@ class LeaseTable:
     async def _wait_out(self, sub: _Subscriber) -> None:
         # No ack (the frontend is stopped, cut off, or gone): the write waits until its lease has ended,
         # part of which the call may already have spent (renewals granted meanwhile did not extend it).
-        # From now on its renewals start a new lease, with an empty cache.
-        sub.revoked = True
         LEASE_WAITS.inc()
         left = sub.expires - time.monotonic()
         log.warning("frontend %s did not acknowledge an invalidation; the write waited for its lease to end "
