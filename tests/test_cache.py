@@ -338,6 +338,29 @@ def test_a_frontend_deaf_to_invalidations_delays_writes_by_a_lease_and_drops_its
     assert _lease_waits(held) >= waits + 1
 
 
+def test_a_write_becomes_readable_only_after_every_frontend_dropped_the_old_value(held: Cluster) -> None:
+    """While a buy waits for frontend-2 (deaf, item 5 cached), lookups alternate between frontend-0 and
+    frontend-2. Once either has shown the new stock, none that starts later may show the old one.
+    Invalidating after applying the buy would let frontend-0's miss read the new stock while frontend-2
+    still serves the old from its cache, until its next lease renewal (up to a third of a lease): three
+    rounds, so that window is all but certainly hit."""
+    for _ in range(3):
+        stock = _api(held, 0).set_stock(5, 10)["stock"]
+        _until_hit(held, 2, "/lookup/5")
+        buyer = threading.Thread(target=lambda: _api(held, 0).buy(5))
+        buyer.start()
+        seen: list[tuple[int, int, str]] = []
+        deadline = time.monotonic() + 10
+        while (buyer.is_alive() or len(seen) < 4) and time.monotonic() < deadline:
+            for frontend in (0, 2):
+                r = _get(held, frontend, "/lookup/5")
+                seen.append((frontend, r.json()["stock"], r.headers["X-Pygmy-Cache"]))
+        buyer.join(30)
+        first_new = next(i for i, (_, s, _) in enumerate(seen) if s == stock - 1)
+        stale = [(f, s, how) for f, s, how in seen[first_new:] if s != stock - 1]
+        assert not stale, f"after the new stock was readable, {stale} still showed the old (frontend, stock, cache): {seen}"
+
+
 def test_a_stopped_frontend_serves_no_stale_stock_once_resumed(held: Cluster) -> None:
     """SIGSTOP frontend-2 with item 7 cached, buy, SIGCONT, look up at once: its lease ran out while it was
     stopped, so it reads through (it never heard the invalidation) until a new lease empties its cache."""
