@@ -42,6 +42,10 @@ class LeaseKeeper:
     def valid(self) -> bool:
         return self.left() > 0
 
+    def cache_status(self) -> dict[str, object]:
+        """The frontend's cache row for /health (size, capacity, hit rate, lease state)."""
+        return self.cache.cache_status()
+
     def start(self) -> None:
         if self.settings.enabled:
             self._task = asyncio.create_task(self._renew_forever())
