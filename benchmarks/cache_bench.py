@@ -88,37 +88,26 @@ async def _load(name: str, concurrency: int, duration: float, max_ops: int,
     return Point(name, concurrency, len(latencies), errors, seconds, latencies)
 
 
-def _getter(url: str) -> Callable[[aiohttp.ClientSession], "asyncio.Future[int]"]:
+def _request(method: str, url: Callable[[], str], buy: bool = False) -> Callable[[aiohttp.ClientSession], "asyncio.Future[int]"]:
+    """One request to a fresh `url()`; a buy carries a fresh Idempotency-Key."""
     async def go(session: aiohttp.ClientSession) -> int:
-        async with session.get(url) as r:
+        headers = {"Idempotency-Key": uuid.uuid4().hex} if buy else None
+        async with session.request(method, url(), headers=headers) as r:
             await r.read()
             return r.status
     return go  # type: ignore[return-value]
 
 
 def _lookup(base: str) -> Callable[[aiohttp.ClientSession], "asyncio.Future[int]"]:
-    async def go(session: aiohttp.ClientSession) -> int:
-        async with session.get(f"{base}/lookup/{random.randint(1, BOOKS)}") as r:
-            await r.read()
-            return r.status
-    return go  # type: ignore[return-value]
+    return _request("GET", lambda: f"{base}/lookup/{random.randint(1, BOOKS)}")
 
 
 def _search(base: str) -> Callable[[aiohttp.ClientSession], "asyncio.Future[int]"]:
-    async def go(session: aiohttp.ClientSession) -> int:
-        async with session.get(f"{base}/search/{random.choice(['ds', 'gs'])}?limit=10") as r:
-            await r.read()
-            return r.status
-    return go  # type: ignore[return-value]
+    return _request("GET", lambda: f"{base}/search/{random.choice(['ds', 'gs'])}?limit=10")
 
 
 def _buy(base: str) -> Callable[[aiohttp.ClientSession], "asyncio.Future[int]"]:
-    async def go(session: aiohttp.ClientSession) -> int:
-        headers = {"Idempotency-Key": uuid.uuid4().hex}
-        async with session.post(f"{base}/buy/{random.randint(1, BOOKS)}", headers=headers) as r:
-            await r.read()
-            return r.status
-    return go  # type: ignore[return-value]
+    return _request("POST", lambda: f"{base}/buy/{random.randint(1, BOOKS)}", buy=True)
 
 
 def _catalog_file(root: Path) -> Path:
@@ -179,7 +168,7 @@ def run(duration: float, max_ops: int) -> list[Point]:
                     _warm(base)
                     for c in (1, 64):
                         if enabled:
-                            measure("hello-world", c, _getter(hello_url))
+                            measure("hello-world", c, _request("GET", lambda: hello_url))
                         measure(f"lookup, cache {label}", c, _lookup(base))
                         measure(f"search, cache {label}", c, _search(base))
                     measure(f"buy, cache {label}", 1, _buy(base))

@@ -25,6 +25,7 @@ import requests
 from pygmy.checker.linearizability import Operation, check, stock_model
 from support.cluster import Cluster, running_cluster
 from support.http import Api
+from support.stock_ops import choose, perform, record
 
 LEASE_MS = 1000
 DRIFT_MS = 100
@@ -185,12 +186,6 @@ ITEMS = {5: 5, 6: 4}
 CLIENTS = 8
 OPS_PER_CLIENT = 40
 RUN_SECONDS = 20.0  # the bound on a run's time, whatever the machine's load
-NOT_CARRIED_OUT, UNKNOWN_OUTCOME = "not carried out", "unknown outcome"
-
-
-def _failure(body: Any) -> str:
-    code = body.get("error", {}).get("code") if isinstance(body, dict) else None
-    return NOT_CARRIED_OUT if code == "unavailable" else UNKNOWN_OUTCOME
 
 
 async def _client(session: aiohttp.ClientSession, c: Cluster, client: int, rng: random.Random,
@@ -199,32 +194,11 @@ async def _client(session: aiohttp.ClientSession, c: Cluster, client: int, rng: 
     for _ in range(OPS_PER_CLIENT):
         if time.monotonic() > end:
             return
-        item, roll = rng.choice(list(ITEMS)), rng.random()
+        op = choose(rng.choice(list(ITEMS)), rng.random(), buy_below=0.3, lookup_below=0.9)
         url = c.url("frontend", rng.randrange(c.frontends))
         call = time.monotonic()
-        try:
-            if roll < 0.3:
-                op: Any = ("buy", item)
-                async with session.post(f"{url}/buy/{item}") as r:
-                    body = await r.json()
-                    output: Any = {200: "ok", 409: "out_of_stock"}.get(r.status, _failure(body))
-            elif roll < 0.9:
-                op = ("lookup", item)
-                async with session.get(f"{url}/lookup/{item}") as r:
-                    body = await r.json()
-                    output = body["stock"] if r.status == 200 else _failure(body)
-            else:
-                op = ("restock", (item, 1))
-                headers = {"Authorization": f"Bearer {c.admin_token}"}
-                async with session.post(f"{url}/admin/books/{item}", json={"stock_delta": 1}, headers=headers) as r:
-                    body = await r.json()
-                    output = None if r.status == 200 else _failure(body)
-        except (aiohttp.ClientError, asyncio.TimeoutError):
-            output = UNKNOWN_OUTCOME
-        ret = time.monotonic()
-        if output != NOT_CARRIED_OUT:
-            unknown = output == UNKNOWN_OUTCOME
-            history.append(Operation(client, op, call, None if unknown else output, None if unknown else ret))
+        output = await perform(session, url, c.admin_token, op)
+        record(history, client, op, call, output, time.monotonic())
         await asyncio.sleep(rng.uniform(0, 0.02))
 
 
