@@ -184,7 +184,7 @@ def test_a_fill_that_an_invalidation_overtakes_is_not_stored(held: Cluster) -> N
 
 ITEMS = {5: 5, 6: 4}
 CLIENTS = 8
-OPS_PER_CLIENT = 40
+OPS_PER_CLIENT = 30
 RUN_SECONDS = 20.0  # the bound on a run's time, whatever the machine's load
 
 
