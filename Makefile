@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-long install bench bench-tiers sim clean
+.PHONY: run test test-long install bench bench-tiers bench-cache sim clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ bench: $(STAMP)
 # Buys/s and lookups/s of the replicated tiers, 1 vs 3 replicas, in one run (docs/tier-benchmark.md).
 bench-tiers: $(STAMP)
 	$(BIN)/python -m benchmarks.tier_bench
+
+# Lookups/searches with the cache on and off beside a hello-world route, and buy latency (docs/cache-benchmark.md).
+bench-cache: $(STAMP)
+	$(BIN)/python -m benchmarks.cache_bench
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

@@ -81,11 +81,16 @@ def up(
     catalog: Optional[Path] = CatalogOpt,
     replicas: Optional[int] = typer.Option(None, "--replicas", "-n", help="Catalog and order replicas each (odd). Default: as the config says."),
     restart: bool = typer.Option(True, "--restart/--no-restart", help="Restart a node that exits (with backoff)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Frontends answer every lookup and search from the catalog (no cache, no leases)."),
 ) -> None:
     """Start the whole cluster on this machine and keep it running; Ctrl-C stops every node."""
+    import dataclasses
+
     from pygmy.cluster.launcher import Supervisor, ignore_stop_signals, install_stop_handlers
 
     cfg = _config(config, data_dir, catalog)
+    if no_cache:
+        cfg = cfg.with_overrides(cache=dataclasses.replace(cfg.cache, enabled=False))
     if replicas is not None:
         cfg = _or_exit(lambda: cfg.with_replicas(replicas))
     _check_catalog_file(cfg)

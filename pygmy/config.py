@@ -146,6 +146,23 @@ class TlsSettings:
     cert: Path | None = None
     key: Path | None = None
 
+@dataclasses.dataclass(frozen=True)
+class CacheSettings:
+    """The `[cache]` table: the frontend's cache of lookups and searches and its leases (docs/design.md)."""
+
+    enabled: bool = True
+    size: int = 10_000  # entries
+    lease_ms: int = 1500
+    drift_ms: int = 100
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise ConfigError(f"cache.enabled must be true or false, not {self.enabled!r}")
+        for key in ("size", "lease_ms", "drift_ms"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"cache.{key} must be a positive integer, not {value!r}")
+
 
 @dataclasses.dataclass(frozen=True)
 class Node:
@@ -174,6 +191,7 @@ class Config:
     catalog_file: Path | None = None
     raft: RaftSettings = RaftSettings()
     frontend: FrontendSettings = FrontendSettings()
+    cache: CacheSettings = CacheSettings()
     # Recorded by every Raft member at its first start, so a node never joins another cluster's group.
     cluster_id: str | None = None
     # Where the configuration came from, so child processes can be handed the same file.
@@ -254,6 +272,7 @@ def parse(text: str, *, base_dir: Path | None = None, source: Path | None = None
         catalog_file=(base_dir / catalog_file) if catalog_file else None,
         raft=_parse_table("raft", RaftSettings, raw.get("raft", {})),
         frontend=_parse_table("frontend", FrontendSettings, raw.get("frontend", {})),
+        cache=_parse_table("cache", CacheSettings, raw.get("cache", {})),
         cluster_id=cluster_id,
         source=source,
         tls=_parse_tls(raw.get("tls", {}), base_dir),
@@ -302,6 +321,7 @@ def dump(config: Config) -> str:
     doc["frontend"] = dataclasses.asdict(config.frontend)
     if config.tls.enabled:
         doc["tls"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config.tls).items() if v is not None}
+    doc["cache"] = dataclasses.asdict(config.cache)
     doc["nodes"] = [
         {k: v for k, v in dataclasses.asdict(n).items() if v is not None and k != "scheme"} for n in config.nodes
     ]
@@ -309,7 +329,7 @@ def dump(config: Config) -> str:
 
 
 def _parse_table(name: str, settings: Any, raw: Any) -> Any:
-    """A settings table (`[raft]`, `[frontend]`) as its dataclass; unknown keys are refused by name."""
+    """A settings table (`[raft]`, `[frontend]`, `[cache]`) as its dataclass; unknown keys are refused by name."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{name} must be a table ([{name}])")
     known = {f.name for f in dataclasses.fields(settings)}
@@ -337,8 +357,6 @@ def _parse_tls(raw: Any, base_dir: Path) -> TlsSettings:
     if any(paths.values()) and not all(paths.values()):
         raise ConfigError("[tls] needs all of ca, cert and key, or none of them (pygmy up then makes them)")
     return TlsSettings(enabled, **paths)
-
-
 def _parse_node(position: int, raw: Any) -> Node:
     if not isinstance(raw, dict):
         raise ConfigError(f"nodes[{position}] must be a table")

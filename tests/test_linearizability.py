@@ -14,13 +14,14 @@ import asyncio
 import random
 import threading
 import time
-from typing import Any, Callable
+from typing import Callable
 
 import aiohttp
 import pytest
 
 from pygmy.checker.linearizability import Operation, check, stock_model
 from support.cluster import Cluster
+from support.stock_ops import choose, perform, record
 from support.http import Api
 
 ITEMS = {5: 6, 6: 4}
@@ -28,47 +29,14 @@ CLIENTS = 10
 OPS_PER_CLIENT = 30
 
 
-NOT_CARRIED_OUT = "not carried out"
-UNKNOWN_OUTCOME = "unknown outcome"
-
-
-def _failure(body: Any) -> str:
-    """A 503 "unavailable" promises the request had no effect; anything else may have had one."""
-    code = body.get("error", {}).get("code") if isinstance(body, dict) else None
-    return NOT_CARRIED_OUT if code == "unavailable" else UNKNOWN_OUTCOME
-
-
 async def _client(session: aiohttp.ClientSession, url: str, admin: str, client: int, seed: int,
                    history: list[Operation]) -> None:
     rng = random.Random(seed)
     for _ in range(OPS_PER_CLIENT):
-        item = rng.choice(list(ITEMS))
-        roll = rng.random()
+        op = choose(rng.choice(list(ITEMS)), rng.random(), buy_below=0.55, lookup_below=0.9)
         call = time.monotonic()
-        try:
-            if roll < 0.55:
-                op: Any = ("buy", item)
-                async with session.post(f"{url}/buy/{item}") as r:
-                    body = await r.json()
-                    output: Any = {200: "ok", 409: "out_of_stock"}.get(r.status, _failure(body))
-            elif roll < 0.9:
-                op = ("lookup", item)
-                async with session.get(f"{url}/lookup/{item}") as r:
-                    body = await r.json()
-                    output = body["stock"] if r.status == 200 else _failure(body)
-            else:
-                op = ("restock", (item, 1))
-                headers = {"Authorization": f"Bearer {admin}"}
-                async with session.post(f"{url}/admin/books/{item}", json={"stock_delta": 1}, headers=headers) as r:
-                    body = await r.json()
-                    output = None if r.status == 200 else _failure(body)
-        except (aiohttp.ClientError, asyncio.TimeoutError):
-            output = UNKNOWN_OUTCOME
-        ret = time.monotonic()
-        if output == NOT_CARRIED_OUT:
-            continue  # the API promises it had no effect: as if it was never called
-        unknown = output == UNKNOWN_OUTCOME
-        history.append(Operation(client, op, call, None if unknown else output, None if unknown else ret))
+        output = await perform(session, url, admin, op)
+        record(history, client, op, call, output, time.monotonic())
         await asyncio.sleep(rng.uniform(0, 0.01))
 
 

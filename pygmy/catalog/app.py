@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from pygmy.catalog.books import DEFAULT_BOOKS, Book, load_catalog_file
+from pygmy.catalog.leases import LeaseTable, invalidated_keys
 from pygmy.catalog.machine import CatalogMachine
 from pygmy.catalog.state_machine import validate_update
 from pygmy.common.errors import bad_request, not_found, unavailable
@@ -32,6 +33,7 @@ from pygmy.replica.storage_check import open_checked
 
 log = logging.getLogger(__name__)
 
+LEASES = web.AppKey("leases", LeaseTable)
 SEED_CHUNK = 2000  # books per seed entry (~160 KB): small enough that applying one never stalls heartbeats
 WRITE_OPS = {"decrement", "update", "resolve", "forget"}
 MAX_SEARCH_PAGE = 1000
@@ -81,7 +83,9 @@ async def apply_command(request: web.Request) -> web.Response:
 
     async def run() -> web.Response:
         try:
-            result = await replica.propose(command)
+            # Frontends drop the answers this write changes before it is proposed (catalog/leases.py).
+            async with request.app[LEASES].writing(invalidated_keys(command)):
+                result = await replica.propose(command)
         except CommandError as exc:
             raise bad_request(str(exc), "bad_body") from None
         if op == "update":
@@ -92,6 +96,19 @@ async def apply_command(request: web.Request) -> web.Response:
     # machine applies it once. A restock without one may not.
     idempotent = command.get("request_id") is not None or op == "forget"
     return await on_leader(request, run, idempotent=idempotent)
+
+
+async def grant_lease(request: web.Request) -> web.Response:
+    """A frontend takes or renews its cache lease; only the leader grants (a follower forwards)."""
+    body = await read_json_object(request)
+    instance, url = body.get("frontend"), body.get("url")
+    if not isinstance(instance, str) or not isinstance(url, str) or not url.startswith("http"):
+        raise bad_request("give frontend (an instance id) and url (its invalidation URL)", "bad_body")
+
+    async def run() -> web.Response:
+        return answer(request, await request.app[LEASES].grant(instance, url))
+
+    return await on_leader(request, run, idempotent=True)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -138,13 +155,19 @@ async def create_app(config: Config, node: Node, *, join: bool = False) -> web.A
     tiers = TierClient(config.cluster_secret, ssl=client_context(config.tls))
     app = make_app("catalog", config.cluster_secret)
     add_replica_routes(app, replica, tiers)
+    leases = LeaseTable(replica, tiers, config.cache)
+    app[LEASES] = leases
+    app.router.add_post("/internal/lease", grant_lease)
     app.router.add_get("/internal/books/{item}", get_book)
     app.router.add_get("/internal/search", search)
     app.router.add_get("/internal/ledger", ledger)
     app.router.add_post("/internal/apply", apply_command)
     app.router.add_get("/internal/health", health)
 
-    run_replica(app, replica, tiers, lambda: seed_when_leader(replica, config))
+    async def background() -> None:
+        await asyncio.gather(seed_when_leader(replica, config), leases.watch())
+
+    run_replica(app, replica, tiers, background)
     return app
 
 

@@ -48,7 +48,7 @@ def run_node(config: Config, kind: NodeKind, node_id: int, *, join: bool = False
             return await order_app(config, node, join=join)
         from pygmy.frontend.app import create_app as frontend_app
 
-        return await frontend_app(config)
+        return await frontend_app(config, node)
 
     tls = contexts(config) if kind != "frontend" else None  # the public port stays plain HTTP (docs/security.md)
     ssl_context = tls.server if tls else None

@@ -44,3 +44,13 @@ def metrics_middleware(tier: str):  # type: ignore[no-untyped-def]
 
 async def metrics_handler(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+# The frontend cache and its leases (docs/design.md, "The frontend cache").
+CACHE_HITS = Counter("pygmy_cache_hits_total", "Lookups and searches the frontend answered from its cache")
+CACHE_MISSES = Counter("pygmy_cache_misses_total", "Lookups and searches the frontend read through to the catalog")
+CACHE_INVALIDATIONS = Counter("pygmy_cache_invalidations_total", "Cache keys dropped because a write on them began")
+CACHE_EVICTIONS = Counter("pygmy_cache_evictions_total", "Cache entries pushed out by the size bound")
+LEASE_RENEWALS = Counter("pygmy_cache_lease_renewals_total", "Catalog leases the frontend took or renewed")
+LEASE_WAITS = Counter(
+    "pygmy_cache_lease_waits_total", "Catalog writes that waited for a frontend's lease to run out (no ack came)"
+)

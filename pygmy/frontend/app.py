@@ -19,7 +19,8 @@ from pygmy.common.server import make_app
 from pygmy.common.tier_client import TierClient, TierUnavailable
 from pygmy.common.tls import client_context
 from pygmy.common.timing import add_downstream
-from pygmy.config import Config
+from pygmy.config import Config, Node
+from pygmy.frontend.cached_reads import CACHE, add_cache, cached
 from pygmy.frontend.health import CACHE_STATUS_KEY, HealthMonitor
 from pygmy.replica.client import GroupClient, RetryBudget
 
@@ -38,6 +39,13 @@ async def _call(
     request: web.Request, tier: str, method: str, path: str, *, idempotent: bool = True, **kwargs: Any
 ) -> Any:
     """Call a backend group (any replica, the leader first); its errors become ours, its silence a 503."""
+    return (await _call_reply(request, tier, method, path, idempotent=idempotent, **kwargs)).body
+
+
+async def _call_reply(
+    request: web.Request, tier: str, method: str, path: str, *, idempotent: bool = True, **kwargs: Any
+) -> Any:
+    """`_call`, but the whole 200 reply (its headers carry the catalog index a cache entry records)."""
     group: GroupClient = request.app[BACKENDS][tier]
     # Reads spread over the healthy replicas (each serves linearizable reads); writes go to the leader.
     # A client's X-Pygmy-Deadline-Ms may shorten the wait (an election plus a lease) but not lengthen it.
@@ -55,7 +63,7 @@ async def _call(
         raise unavailable(f"the {tier} tier cannot be reached; retry shortly") from None
     add_downstream(request, reply.server_timing)
     if reply.status == 200:
-        return reply.body
+        return reply
     error = reply.body.get("error") if isinstance(reply.body, dict) else None
     if reply.status in (400, 404, 409, 422) and isinstance(error, dict):
         raise ApiError(reply.status, str(error.get("code")), str(error.get("message")))
@@ -73,12 +81,13 @@ async def search(request: web.Request) -> web.Response:
         raise bad_request("topic is too long", "bad_topic")
     offset, limit = parse_page(request.query.get("offset"), request.query.get("limit"))
     params = {"topic": topic, "offset": str(offset), "limit": str(limit)}
-    return json_response(await _call(request, "catalog", "GET", "/internal/search", params=params))
+    return await cached(request, ("search", topic, offset, limit),
+                        lambda: _call_reply(request, "catalog", "GET", "/internal/search", params=params))
 
 
 async def lookup(request: web.Request) -> web.Response:
     item = parse_id(request.match_info.get("item") or request.query.get("item"))
-    return json_response(await _call(request, "catalog", "GET", f"/internal/books/{item}"))
+    return await cached(request, ("book", item), lambda: _call_reply(request, "catalog", "GET", f"/internal/books/{item}"))
 
 
 async def buy(request: web.Request) -> web.Response:
@@ -125,14 +134,14 @@ async def health(request: web.Request) -> web.Response:
     """The status document (docs/contracts.md) from the heartbeats' last answers: no call per request."""
     cache = request.app.get(CACHE_STATUS_KEY)
     await request.app[HEALTH].refresh_if_leaderless()
-    return json_response(request.app[HEALTH].document(cache.status() if cache is not None else None))
+    return json_response(request.app[HEALTH].document(cache.cache_status() if cache is not None else None))
 
 
 async def openapi(request: web.Request) -> web.Response:
     return web.Response(body=request.app[OPENAPI], content_type="application/json")
 
 
-async def create_app(config: Config) -> web.Application:
+async def create_app(config: Config, node: Node | None = None) -> web.Application:
     app = make_app("frontend", config.cluster_secret)
     app[CONFIG] = config
     tiers = TierClient(config.cluster_secret, ssl=client_context(config.tls))
@@ -140,6 +149,8 @@ async def create_app(config: Config) -> web.Application:
     app[HEALTH] = monitor = HealthMonitor(tiers, config)
     app[BACKENDS] = {tier: _group_client(config, tiers, monitor, tier) for tier in ("catalog", "order")}
     app[OPENAPI] = resources.files("pygmy.frontend").joinpath("openapi.json").read_bytes()
+    add_cache(app, config, node or config.of_kind("frontend")[0], tiers)
+    app[CACHE_STATUS_KEY] = app[CACHE]
     r = app.router
     r.add_get("/search", search)
     r.add_get("/search/{topic}", search)

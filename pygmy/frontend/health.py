@@ -35,10 +35,10 @@ RECHECK = 0.1
 class CacheStatus(Protocol):
     """The frontend cache's line in /health (size, hit rate, lease state), when a cache runs."""
 
-    def status(self) -> dict[str, Any]: ...
+    def cache_status(self) -> dict[str, Any]: ...
 
 
-# Set by the frontend cache when it runs; /health shows its status() under "frontend" -> "cache".
+# Set by the frontend cache when it runs; /health shows its cache_status() under "frontend" -> "cache".
 CACHE_STATUS_KEY = web.AppKey("cache_status", CacheStatus)
 
 

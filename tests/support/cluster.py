@@ -129,12 +129,19 @@ class Cluster:
         frontend: dict[str, float] | None = None,
         secrets_in_config: bool = True,
         tls: bool = False,
+        frontends: int = 1,
+        cache: dict[str, int | bool] | None = None,
+        env: dict[str, dict[str, str]] | None = None,
     ) -> None:
         self.root = root
         # False: the configuration names no secrets, so `pygmy up` generates them (read back after start).
         self.secrets_in_config = secrets_in_config
         self.raft = raft or {}  # a [raft] table for the configuration, e.g. {"snapshot_every": 50}
         self.frontend = frontend or {}  # a [frontend] table, e.g. {"heartbeat_ms": 60000}
+        self.cache = cache or {}  # a [cache] table, e.g. {"lease_ms": 1000}
+        # Extra environment per node name, e.g. {"frontend-1": {"PYGMY_TEST_FILL_DELAY_MS": "800"}} (test hooks).
+        self.env = env or {}
+        self.frontends = frontends
         self.root.mkdir(parents=True, exist_ok=True)
         self.mode = mode
         self.catalog_file = catalog_file
@@ -156,8 +163,8 @@ class Cluster:
 
             generate(self.tls_dir, ["127.0.0.1"])
         self.verify: str | bool = str(self.tls_dir / "ca.pem") if self.tls_dir else True
-        ports = iter(free_ports(1 + 4 * replicas))
-        self.nodes = [NodeSpec("frontend", 0, next(ports), 0)]
+        ports = iter(free_ports(frontends + 4 * replicas))
+        self.nodes = [NodeSpec("frontend", i, next(ports), 0) for i in range(frontends)]
         for kind in ("catalog", "order"):
             self.nodes += [NodeSpec(kind, i, next(ports), next(ports), "https" if tls else "http") for i in range(replicas)]
         self.config_path = root / "pygmy.toml"
@@ -189,6 +196,8 @@ class Cluster:
         if self.tls_dir is not None:
             lines += ["", "[tls]", "enabled = true", *(f'{key} = "{self.tls_dir / name}"' for key, name in
                                                        (("ca", "ca.pem"), ("cert", "node.pem"), ("key", "node.key")))]
+        if self.cache:
+            lines += ["", "[cache]", *(f"{key} = {str(value).lower()}" for key, value in self.cache.items())]
         return "\n".join(lines) + "\n"
 
     def set_cluster_id(self, cluster_id: str) -> None:
@@ -226,7 +235,8 @@ class Cluster:
     @property
     def serving(self) -> list[tuple[str, int]]:
         """Every node that runs: each replica of both groups (every replica serves), then the frontend."""
-        return [(kind, i) for kind in ("catalog", "order") for i in range(self.replicas)] + [("frontend", 0)]
+        backends = [(kind, i) for kind in ("catalog", "order") for i in range(self.replicas)]
+        return backends + [("frontend", i) for i in range(self.frontends)]
 
     def serving_nodes(self) -> list[NodeSpec]:
         return [self.node(kind, i) for kind, i in self.serving]
@@ -235,7 +245,7 @@ class Cluster:
 
     def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
         log = open(self.logs_dir / f"{log_name}.log", "ab")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env.get(log_name, {})}
         env.pop("PYGMY_ADMIN_TOKEN", None)
         try:
             proc = subprocess.Popen(
