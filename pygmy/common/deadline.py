@@ -30,17 +30,17 @@ def wait_bound(headers: Mapping[str, str], default: float) -> float:
     return default if seconds is None else min(default, seconds)
 
 
-def client_deadline(headers: Mapping[str, str], default: float) -> float:
-    """Seconds a client lets the frontend work on its request: `default`, or less if its header says so.
+def client_deadline(headers: Mapping[str, str]) -> float | None:
+    """Seconds a client waits for its answer, if its header says; None if it does not say.
 
     Unlike between tiers, a client's malformed header is its mistake and answered 400."""
     raw = headers.get(DEADLINE_HEADER)
     if raw is None:
-        return default
+        return None
     seconds = _seconds(raw)
     if seconds is None:
         raise bad_request(f"{DEADLINE_HEADER} must be a positive whole number of milliseconds", "bad_deadline")
-    return min(default, seconds)
+    return seconds
 
 
 def _seconds(raw: str) -> float | None:

@@ -48,11 +48,13 @@ async def _call_reply(
     """`_call`, but the whole 200 reply (its headers carry the catalog index a cache entry records)."""
     group: GroupClient = request.app[BACKENDS][tier]
     # Reads spread over the healthy replicas (each serves linearizable reads); writes go to the leader.
-    # A client's X-Pygmy-Deadline-Ms may shorten the wait (an election plus a lease) but not lengthen it.
-    deadline = client_deadline(request.headers, group.deadline)
+    # Retries and waits for a leader stop after an election plus a lease (group.deadline); a client's
+    # X-Pygmy-Deadline-Ms may shorten that, and then the frontend stops listening at it too.
+    wanted = client_deadline(request.headers)
+    deadline = group.deadline if wanted is None else min(wanted, group.deadline)
     try:
         reply = await group.call(method, path, idempotent=idempotent, prefer_leader=method != "GET",
-                                 deadline=deadline, **kwargs)
+                                 deadline=deadline, hard_deadline=wanted is not None, **kwargs)
     except TierUnavailable as exc:
         log.warning("%s tier unreachable: %s", tier, exc)
         if exc.sent and method == "POST":

@@ -141,15 +141,18 @@ class HealthMonitor:
         except TierUnavailable as exc:
             if not exc.sent:
                 self.mark_down(url, "refused the heartbeat's connection")
-                return
-            view.misses += 1
-            if view.misses >= MISSES_FOR_DOWN:
-                self.mark_down(url, f"missed {view.misses} heartbeats in a row")
+            else:
+                self._missed(view)
             return
         if reply.status != 200 or not isinstance(reply.body, dict):
-            view.misses += 1
+            self._missed(view)
             return
         self._record(view, reply.body)
+
+    def _missed(self, view: ReplicaView) -> None:
+        view.misses += 1
+        if view.misses >= MISSES_FOR_DOWN:
+            self.mark_down(view.node.url, f"missed {view.misses} heartbeats in a row")
 
     def _record(self, view: ReplicaView, document: dict[str, Any]) -> None:
         boot_id = document.get("boot_id")

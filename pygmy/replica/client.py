@@ -139,11 +139,14 @@ class GroupClient:
         prefer_leader: bool = True,
         timeout: float | None = None,
         deadline: float | None = None,
+        hard_deadline: bool = False,
     ) -> Reply:
         """The first definite answer (any status but 503) of a replica; TierUnavailable if none came in time.
 
-        `deadline`: seconds the caller waits in all (default: the client's). The TierUnavailable's `sent`
-        is False only if no attempt may have reached a replica.
+        `deadline`: seconds within which attempts start (default: the client's), and the longest a replica
+        waits for a leader. An attempt in flight runs to its `timeout` (the pool's by default: a busy but
+        working tier is not cut off), unless `hard_deadline`: the caller stops listening at the deadline.
+        The TierUnavailable's `sent` is False only if no attempt may have reached a replica.
         """
         end = time.monotonic() + (self.deadline if deadline is None else deadline)
         if self.budget is not None:
@@ -158,7 +161,9 @@ class GroupClient:
                     raise TierUnavailable(f"no retry left in time or budget after: {last}", sent=sent)
                 attempts += 1
                 remaining = end - time.monotonic()
-                attempt_timeout = remaining if timeout is None else min(timeout, remaining)
+                attempt_timeout = timeout
+                if hard_deadline:
+                    attempt_timeout = remaining if timeout is None else min(timeout, remaining)
                 try:
                     reply = await self.tiers.call(method, url + path, json=json, params=params,
                                                   headers=deadline_header(remaining), timeout=attempt_timeout)
