@@ -9,8 +9,8 @@ from typing import Callable
 
 from aiohttp import web
 
-from pygmy.cluster.parent import die_with_parent
 from pygmy.cluster.dirlock import DirectoryInUse, lock_directory
+from pygmy.cluster.parent import die_with_parent
 from pygmy.common.server import configure_logging, serve
 from pygmy.config import Config, NodeKind
 from pygmy.raft.storage import StorageCorrupt
