@@ -9,9 +9,9 @@ from typing import Callable
 
 from aiohttp import web
 
-from pygmy.cluster.parent import die_with_parent
 from pygmy.cluster.dirlock import DirectoryInUse, lock_directory
 from pygmy.cluster.credentials import private_umask
+from pygmy.cluster.parent import die_with_parent
 from pygmy.common.server import configure_logging, serve
 from pygmy.common.tls import contexts
 from pygmy.config import Config, NodeKind
