@@ -79,18 +79,26 @@ def up(
     catalog: Optional[Path] = CatalogOpt,
     replicas: Optional[int] = typer.Option(None, "--replicas", "-n", help="Catalog and order replicas each (odd). Default: as the config says."),
     restart: bool = typer.Option(True, "--restart/--no-restart", help="Restart a node that exits (with backoff)."),
+    control: Optional[bool] = typer.Option(None, "--control/--no-control", help="Serve the control endpoint (list, kill -9, restart nodes; admin token). Default: as [control] says (off)."),
 ) -> None:
     """Start the whole cluster on this machine and keep it running; Ctrl-C stops every node."""
+    from pygmy.cluster.control import ControlServer, check_binding
     from pygmy.cluster.launcher import Supervisor, ignore_stop_signals, install_stop_handlers
 
     cfg = _config(config, data_dir, catalog)
     if replicas is not None:
         cfg = _or_exit(lambda: cfg.with_replicas(replicas))
+    if control is not None:
+        cfg = cfg.with_overrides(control=dataclasses.replace(cfg.control, enabled=control))
+    _or_exit(lambda: check_binding(cfg))
     _check_catalog_file(cfg)
     supervisor = Supervisor(cfg, restart=restart, report=_report)
+    controller = ControlServer(supervisor, cfg.control) if cfg.control.enabled else None
     install_stop_handlers()
     try:
         _or_exit(supervisor.start)
+        if controller is not None:
+            _or_exit(controller.start)
         cfg = supervisor.config
         with out.status("starting nodes..."):
             slow = supervisor.wait_ready()
@@ -109,6 +117,8 @@ def up(
         out.print("stopping the cluster...")
     finally:
         ignore_stop_signals()
+        if controller is not None:
+            controller.stop()
         supervisor.stop()
     out.print("all nodes stopped.")
 

@@ -122,6 +122,27 @@ class RaftSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class ControlSettings:
+    """The `[control]` table: the control endpoint of `pygmy up` (pygmy/cluster/control.py), off by default."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8090
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise ConfigError(f"control.enabled must be true or false, not {self.enabled!r}")
+        if not isinstance(self.host, str) or not self.host:
+            raise ConfigError(f"control.host must be a non-empty string, not {self.host!r}")
+        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 < self.port < 65536:
+            raise ConfigError(f"control.port must be a port number, not {self.port!r}")
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+@dataclasses.dataclass(frozen=True)
 class Node:
     kind: NodeKind
     id: int
@@ -146,6 +167,7 @@ class Config:
     cluster_secret: str
     catalog_file: Path | None = None
     raft: RaftSettings = RaftSettings()
+    control: ControlSettings = ControlSettings()
     # Recorded by every Raft member at its first start, so a node never joins another cluster's group.
     cluster_id: str | None = None
     # Where the configuration came from, so child processes can be handed the same file.
@@ -217,6 +239,7 @@ def parse(text: str, *, base_dir: Path | None = None, source: Path | None = None
         cluster_secret=_required_str(raw, "cluster_secret"),
         catalog_file=(base_dir / catalog_file) if catalog_file else None,
         raft=_parse_raft(raw.get("raft", {})),
+        control=_parse_table(ControlSettings, "control", raw.get("control", {})),
         cluster_id=cluster_id,
         source=source,
     )
@@ -263,6 +286,7 @@ def dump(config: Config) -> str:
     if config.cluster_id is not None:
         doc["cluster_id"] = config.cluster_id
     doc["raft"] = dataclasses.asdict(config.raft)
+    doc["control"] = dataclasses.asdict(config.control)
     doc["nodes"] = [
         {k: v for k, v in dataclasses.asdict(n).items() if v is not None} for n in config.nodes
     ]
@@ -270,13 +294,17 @@ def dump(config: Config) -> str:
 
 
 def _parse_raft(raw: Any) -> RaftSettings:
+    return _parse_table(RaftSettings, "raft", raw)  # type: ignore[no-any-return]
+
+
+def _parse_table(cls: Any, name: str, raw: Any) -> Any:
     if not isinstance(raw, dict):
-        raise ConfigError("raft must be a table ([raft])")
-    known = {f.name for f in dataclasses.fields(RaftSettings)}
+        raise ConfigError(f"{name} must be a table ([{name}])")
+    known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise ConfigError(f"unknown key in [raft]: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    return RaftSettings(**raw)
+        raise ConfigError(f"unknown key in [{name}]: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    return cls(**raw)
 
 
 def _parse_node(position: int, raw: Any) -> Node:

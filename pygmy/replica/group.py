@@ -60,7 +60,7 @@ class Replica:
     async def stop(self) -> None:
         """Hand leadership to a caught-up follower first, so a rolling restart pauses no writes."""
         if self.is_leader():
-            await self._hand_over()
+            await self.hand_over()
         if self._watch is not None:
             self._watch.cancel()
         await self.group.stop()
@@ -144,20 +144,19 @@ class Replica:
             "started": self.started,
         }
 
-    async def _hand_over(self) -> None:
+    async def hand_over(self) -> str | None:
+        """Hand leadership to a caught-up follower; the new leader's name, or None if none took it."""
         status = self.status()
         followers = [i for i in self.urls if i != self.node.id]
-        if not followers:
-            return
         # The core picks whom to send TimeoutNow to only once the target's log matches; any follower will do.
         for target in followers:
             try:
                 await self.group.transfer_leadership(target, timeout=1.0)
-                log.info("%s handed leadership to %s in term %d before stopping",
-                         self.node.name, self.names[target], status.term)
-                return
+                log.info("%s handed leadership to %s in term %d", self.node.name, self.names[target], status.term)
+                return self.names[target]
             except (TimeoutError, NotLeader, ValueError) as exc:
                 log.warning("%s could not hand leadership to %s: %s", self.node.name, self.names[target], exc)
+        return None
 
     async def _log_changes(self) -> None:
         """Log elections and leader changes as sentences an operator can read."""

@@ -124,8 +124,11 @@ class Cluster:
         ready_timeout: float = READY_TIMEOUT,
         replicas: int = REPLICAS,
         raft: dict[str, int] | None = None,
+        control: bool = False,
     ) -> None:
         self.root = root
+        # `pygmy up`'s control endpoint on a free port ([control] in the configuration), when asked for.
+        self.control_port: int | None = free_ports(1)[0] if control else None
         self.raft = raft or {}  # a [raft] table for the configuration, e.g. {"snapshot_every": 50}
         self.root.mkdir(parents=True, exist_ok=True)
         self.mode = mode
@@ -169,6 +172,8 @@ class Cluster:
                 lines.append(f"raft_port = {n.raft_port}")
         if self.raft:
             lines += ["", "[raft]", *(f"{key} = {value}" for key, value in self.raft.items())]
+        if self.control_port is not None:
+            lines += ["", "[control]", "enabled = true", f"port = {self.control_port}"]
         return "\n".join(lines) + "\n"
 
     def set_cluster_id(self, cluster_id: str) -> None:
@@ -196,6 +201,11 @@ class Cluster:
     @property
     def order_url(self) -> str:
         return self.url("order")
+
+    @property
+    def control_url(self) -> str:
+        assert self.control_port is not None, "start the cluster with control=True"
+        return f"http://127.0.0.1:{self.control_port}"
 
     def admin_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.admin_token}"}
