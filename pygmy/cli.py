@@ -491,8 +491,15 @@ def _pygmy_command() -> str:
     return str(here) if here.exists() else "pygmy"
 
 
+def _register_bench() -> None:
+    from pygmy.bench.command import bench
+
+    app.add_typer(bench, name="bench", help="Experiments: latency, invalidation, throughput, failover, scale (results folder with CSV, JSON, PNG).")
+
+
 def main() -> None:
     _register_sim()
+    _register_bench()
     app()
 
 
