@@ -328,6 +328,7 @@ def scale_command(
     concurrency: int = typer.Option(32, "--concurrency", min=1, max=1024, help="Closed-loop clients."),
     seconds: float = typer.Option(5.0, "--seconds", min=0.1, max=600, help="Length of each point."),
     max_requests: int = typer.Option(20_000, "--max-requests", min=1, help="Cap on the requests of a point."),
+    spawn: bool = typer.Option(True, "--spawn", help="Always: each point runs on a cluster of its own."),
     out_dir: Path = OutOpt,
 ) -> None:
     """Lookups/s through 1, 2 and 4 frontends and buys/s with 1, 3 and 5 replicas (each a spawned cluster)."""

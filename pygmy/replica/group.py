@@ -23,6 +23,7 @@ from pygmy.config import Config, Node
 from pygmy.raft.core import Status
 from pygmy.raft.messages import Role
 from pygmy.raft.node import NotLeader, ProposalDropped, RaftGroup, ReadTimeout
+from pygmy.replica import metrics
 from pygmy.replica.machine import TierMachine
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class Replica:
         )
         self.started = time.time()
         self._watch: asyncio.Task[None] | None = None
+        metrics.watch(self)
 
     async def start(self) -> None:
         await self.group.start()
@@ -95,7 +97,12 @@ class Replica:
 
     async def propose(self, command: dict[str, Any]) -> dict[str, Any]:
         """Apply `command` through the log (this replica must lead). NotLeader / ProposalDropped pass up."""
-        result: dict[str, Any] = orjson.loads(await self.group.propose(orjson.dumps(command)))
+        try:
+            result: dict[str, Any] = orjson.loads(await self.group.propose(orjson.dumps(command)))
+        except Exception:
+            metrics.proposal(self, "failed")
+            raise
+        metrics.proposal(self, "committed")
         return result
 
     async def read_linearizable(self, query: dict[str, Any]) -> dict[str, Any]:
@@ -161,10 +168,14 @@ class Replica:
     async def _log_changes(self) -> None:
         """Log elections and leader changes as sentences an operator can read."""
         last: tuple[Role, int, int | None] | None = None
+        known: int | None = None  # the last leader seen: an election's leaderless moment is no change; the first leader is
         while True:
             status = self.status()
             now = (status.role, status.term, status.leader)
             if now != last:
+                if status.leader is not None and status.leader != known:
+                    metrics.leader_changed(self)
+                known = status.leader if status.leader is not None else known
                 if status.role == Role.LEADER:
                     log.info("%s elected leader in term %d", self.node.name, status.term)
                 elif status.leader is not None and (last is None or last[2] != status.leader):
