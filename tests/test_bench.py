@@ -131,3 +131,8 @@ def test_bad_options_are_refused_with_a_message(tmp_path: Path) -> None:
         result = run_pygmy("bench", *args, "--out", str(tmp_path))
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert "Traceback" not in result.stderr
+
+
+def test_a_cluster_that_cannot_be_reached_is_an_error_message_not_a_traceback(tmp_path: Path) -> None:
+    result = run_pygmy("bench", "latency", "--url", "http://127.0.0.1:9", "-n", "1", "--out", str(tmp_path))
+    assert result.returncode == 1 and "cannot reach" in result.stderr and "Traceback" not in result.stderr, result.stderr

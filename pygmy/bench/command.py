@@ -14,6 +14,7 @@ from typing import Any, Awaitable, Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -22,6 +23,7 @@ from pygmy.bench.loops import Mix
 from pygmy.bench.results import Results
 from pygmy.bench.sampling import TIERS
 from pygmy.bench.target import Target, cache_switch_exists, running, spawned
+from pygmy.client.api import ApiCallError
 
 bench = typer.Typer(help="Experiments on a cluster: tables, CSV/JSON and PNG charts in a results folder.",
                     no_args_is_help=True, rich_markup_mode="rich")
@@ -64,7 +66,11 @@ class Where:
             return
         with err.status(f"starting a cluster ({replicas or self.replicas} replicas per group, {frontends} frontend(s))..."):
             context = spawned(replicas=replicas or self.replicas, frontends=frontends, cache=cache)
-            target = context.__enter__()
+            try:
+                target = context.__enter__()
+            except RuntimeError as exc:  # a node did not come up: the cluster is stopped already
+                err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+                raise typer.Exit(1) from None
         try:
             yield target
         except BaseException as exc:
@@ -87,8 +93,13 @@ def progress_bar(total: int, label: str) -> Progress:
 def measured(bar: Progress, work: Callable[[Callable[[], None]], Awaitable[Any]]) -> Any:
     """Run an experiment's coroutine with the bar advancing on each tick."""
     task = bar.task_ids[0]
-    with bar:
-        return asyncio.run(work(lambda: bar.advance(task)))
+    try:
+        with bar:
+            return asyncio.run(work(lambda: bar.advance(task)))
+    except (ValueError, RuntimeError, ApiCallError) as exc:
+        # The cluster refused or failed what the experiment needs: say what, without a traceback.
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from None
 
 
 def cache_modes(where: Where) -> list[bool | None]:
@@ -294,12 +305,8 @@ def failover_command(
     where = Where(url, spawn, token, control_url, config, replicas)
     results = Results(out_dir, "failover", {**where.settings(), "rate": rate, "seconds": seconds, "mix": chosen.weights})
     with where.target() as target:
-        try:
-            found = measured(progress_bar(int(rate * seconds), "failover"),
-                             lambda tick: failover.run(target, rate=rate, seconds=seconds, mix=chosen, tick=tick))
-        except (ValueError, RuntimeError) as exc:
-            err.print(f"[red]error:[/] {exc}")
-            raise typer.Exit(1) from None
+        found = measured(progress_bar(int(rate * seconds), "failover"),
+                         lambda tick: failover.run(target, rate=rate, seconds=seconds, mix=chosen, tick=tick))
     bins = failover.timeline(found)
     recovered = failover.recoveries(found)
     results.figure("timeline", bins, [f"{failover.BIN * 1000:.0f} ms bins by answer time"])
