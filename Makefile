@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-long install bench bench-tiers sim clean
+.PHONY: run test test-long install bench bench-tiers bench-all sim clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,14 @@ bench: $(STAMP)
 # Buys/s and lookups/s of the replicated tiers, 1 vs 3 replicas, in one run (docs/tier-benchmark.md).
 bench-tiers: $(STAMP)
 	$(BIN)/python -m benchmarks.tier_bench
+
+# Every `pygmy bench` experiment at its full size, each on a cluster of its own (docs/RESULTS.md); ~10 min.
+bench-all: $(STAMP)
+	$(BIN)/pygmy bench latency -n 1000
+	$(BIN)/pygmy bench invalidation -n 1000
+	$(BIN)/pygmy bench throughput --mix 90/10
+	$(BIN)/pygmy bench failover
+	$(BIN)/pygmy bench scale
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import shutil
-import socket
 import tempfile
 import threading
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Callable, Iterator
 
 from pygmy.cluster.control import ControlServer
 from pygmy.cluster.launcher import Supervisor
+from pygmy.common.ports import free_ports
 from pygmy.config import Config, ControlSettings, Node, load
 
 READY_TIMEOUT = 60.0
@@ -40,20 +40,6 @@ class Target:
 def cache_switch_exists() -> bool:
     """Whether this Pygmy has the `[cache] enabled` setting (the cache branch); without it there is no cache-off run."""
     return any(f.name == "cache" for f in dataclasses.fields(Config))
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct loopback ports nobody listens on right now (all held until all are chosen)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def spawn_config(data_dir: Path, *, replicas: int = 3, frontends: int = 1, cache: bool = True) -> Config:

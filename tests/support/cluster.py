@@ -23,6 +23,8 @@ from typing import Iterator, Literal
 
 import requests
 
+from pygmy.common.ports import free_ports  # noqa: F401  (tests import it from here)
+
 PYTHON = sys.executable
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
@@ -47,20 +49,6 @@ atexit.register(_kill_leftovers)
 
 def pygmy_command(*args: str) -> list[str]:
     return [PYTHON, "-m", "pygmy", *args]
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct loopback ports nobody listens on right now (all held open until all are chosen)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def port_is_listening(port: int) -> bool:
