@@ -52,11 +52,13 @@ def timeline(path: Path, title: str, times: Sequence[float], series: dict[str, S
     top = max((max(v) for v in series.values() if len(v)), default=1) or 1
     for at, label in events:
         ax.axvline(at, color="red", linestyle="--", linewidth=1)
-        ax.text(at, top * 1.02, label, rotation=30, fontsize=8, color="red")
+        # Inside the plot, beside its line, so labels never run into the title or each other.
+        ax.text(at, top * 1.15, f" {label}", rotation=90, fontsize=8, color="red", va="top")
+    ax.set_ylim(0, top * 1.2)
     ax.set_xlabel("seconds since the load started")
     ax.set_ylabel(ylabel)
-    ax.set_title(title, pad=28)
-    ax.legend(loc="lower right")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
     _save(fig, path)
 
 
