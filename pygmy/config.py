@@ -239,7 +239,7 @@ def parse(text: str, *, base_dir: Path | None = None, source: Path | None = None
         cluster_secret=_required_str(raw, "cluster_secret"),
         catalog_file=(base_dir / catalog_file) if catalog_file else None,
         raft=_parse_raft(raw.get("raft", {})),
-        control=_parse_table(ControlSettings, "control", raw.get("control", {})),
+        control=_parse_table("control", ControlSettings, raw.get("control", {})),
         cluster_id=cluster_id,
         source=source,
     )
@@ -294,10 +294,11 @@ def dump(config: Config) -> str:
 
 
 def _parse_raft(raw: Any) -> RaftSettings:
-    return _parse_table(RaftSettings, "raft", raw)  # type: ignore[no-any-return]
+    return _parse_table("raft", RaftSettings, raw)
 
 
-def _parse_table(cls: Any, name: str, raw: Any) -> Any:
+def _parse_table(name: str, cls: Any, raw: Any) -> Any:
+    """A settings table ([raft], [cache]) as its frozen dataclass; unknown keys are an error."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{name} must be a table ([{name}])")
     known = {f.name for f in dataclasses.fields(cls)}
