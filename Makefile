@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-long install bench bench-tiers bench-cache sim clean
+.PHONY: run test test-long install bench bench-tiers bench-cache bench-all sim clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,13 @@ bench-tiers: $(STAMP)
 # Lookups/searches with the cache on and off beside a hello-world route, and buy latency (docs/cache-benchmark.md).
 bench-cache: $(STAMP)
 	$(BIN)/python -m benchmarks.cache_bench
+# Every `pygmy bench` experiment at its full size, each on a cluster of its own (docs/RESULTS.md); ~10 min.
+bench-all: $(STAMP)
+	$(BIN)/pygmy bench latency -n 1000
+	$(BIN)/pygmy bench invalidation -n 1000
+	$(BIN)/pygmy bench throughput --mix 90/10
+	$(BIN)/pygmy bench failover
+	$(BIN)/pygmy bench scale
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

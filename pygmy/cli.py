@@ -82,10 +82,12 @@ def up(
     replicas: Optional[int] = typer.Option(None, "--replicas", "-n", help="Catalog and order replicas each (odd). Default: as the config says."),
     restart: bool = typer.Option(True, "--restart/--no-restart", help="Restart a node that exits (with backoff)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Frontends answer every lookup and search from the catalog (no cache, no leases)."),
+    control: Optional[bool] = typer.Option(None, "--control/--no-control", help="Serve the control endpoint (list, kill -9, restart nodes; admin token). Default: as [control] says (off)."),
 ) -> None:
     """Start the whole cluster on this machine and keep it running; Ctrl-C stops every node."""
     import dataclasses
 
+    from pygmy.cluster.control import ControlServer, check_binding
     from pygmy.cluster.launcher import Supervisor, ignore_stop_signals, install_stop_handlers
 
     cfg = _config(config, data_dir, catalog)
@@ -93,12 +95,19 @@ def up(
         cfg = cfg.with_overrides(cache=dataclasses.replace(cfg.cache, enabled=False))
     if replicas is not None:
         cfg = _or_exit(lambda: cfg.with_replicas(replicas))
+    if control is not None:
+        cfg = cfg.with_overrides(control=dataclasses.replace(cfg.control, enabled=control))
     _check_catalog_file(cfg)
     supervisor = Supervisor(cfg, restart=restart, report=_report)
     _lock_or_exit(supervisor)
+    controller = ControlServer(supervisor, cfg.control) if cfg.control.enabled else None
     install_stop_handlers()
     try:
         _or_exit(supervisor.start)
+        if controller is not None:
+            # After start: the admin token may have just been generated.
+            _or_exit(lambda: check_binding(supervisor.config))
+            _or_exit(controller.start)
         cfg = supervisor.config
         with out.status("starting nodes..."):
             slow = supervisor.wait_ready()
@@ -117,6 +126,8 @@ def up(
         out.print("stopping the cluster...")
     finally:
         ignore_stop_signals()
+        if controller is not None:
+            controller.stop()
         supervisor.stop()
     out.print("all nodes stopped.")
 
@@ -516,8 +527,15 @@ def _pygmy_command() -> str:
     return str(here) if here.exists() else "pygmy"
 
 
+def _register_bench() -> None:
+    from pygmy.bench.command import bench
+
+    app.add_typer(bench, name="bench", help="Experiments: latency, invalidation, throughput, failover, scale (results folder with CSV, JSON, PNG).")
+
+
 def main() -> None:
     _register_sim()
+    _register_bench()
     app()
 
 

@@ -165,6 +165,27 @@ class CacheSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class ControlSettings:
+    """The `[control]` table: the control endpoint of `pygmy up` (pygmy/cluster/control.py), off by default."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8090
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise ConfigError(f"control.enabled must be true or false, not {self.enabled!r}")
+        if not isinstance(self.host, str) or not self.host:
+            raise ConfigError(f"control.host must be a non-empty string, not {self.host!r}")
+        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 < self.port < 65536:
+            raise ConfigError(f"control.port must be a port number, not {self.port!r}")
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+@dataclasses.dataclass(frozen=True)
 class Node:
     kind: NodeKind
     id: int
@@ -192,6 +213,7 @@ class Config:
     raft: RaftSettings = RaftSettings()
     frontend: FrontendSettings = FrontendSettings()
     cache: CacheSettings = CacheSettings()
+    control: ControlSettings = ControlSettings()
     # Recorded by every Raft member at its first start, so a node never joins another cluster's group.
     cluster_id: str | None = None
     # Where the configuration came from, so child processes can be handed the same file.
@@ -273,6 +295,7 @@ def parse(text: str, *, base_dir: Path | None = None, source: Path | None = None
         raft=_parse_table("raft", RaftSettings, raw.get("raft", {})),
         frontend=_parse_table("frontend", FrontendSettings, raw.get("frontend", {})),
         cache=_parse_table("cache", CacheSettings, raw.get("cache", {})),
+        control=_parse_table("control", ControlSettings, raw.get("control", {})),
         cluster_id=cluster_id,
         source=source,
         tls=_parse_tls(raw.get("tls", {}), base_dir),
@@ -322,6 +345,7 @@ def dump(config: Config) -> str:
     if config.tls.enabled:
         doc["tls"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config.tls).items() if v is not None}
     doc["cache"] = dataclasses.asdict(config.cache)
+    doc["control"] = dataclasses.asdict(config.control)
     doc["nodes"] = [
         {k: v for k, v in dataclasses.asdict(n).items() if v is not None and k != "scheme"} for n in config.nodes
     ]
@@ -329,7 +353,7 @@ def dump(config: Config) -> str:
 
 
 def _parse_table(name: str, settings: Any, raw: Any) -> Any:
-    """A settings table (`[raft]`, `[frontend]`, `[cache]`) as its dataclass; unknown keys are refused by name."""
+    """A settings table (`[raft]`, `[frontend]`, `[cache]`, `[control]`) as its dataclass; unknown keys are refused by name."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{name} must be a table ([{name}])")
     known = {f.name for f in dataclasses.fields(settings)}
@@ -337,8 +361,6 @@ def _parse_table(name: str, settings: Any, raw: Any) -> Any:
     if unknown:
         raise ConfigError(f"unknown key in [{name}]: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
     return settings(**raw)
-
-
 def _parse_tls(raw: Any, base_dir: Path) -> TlsSettings:
     if not isinstance(raw, dict):
         raise ConfigError("tls must be a table ([tls])")

@@ -23,6 +23,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -89,6 +90,8 @@ class Supervisor:
         self.started_once: set[str] = set()
         self._logs: list[IO[bytes]] = []
         self._locked = False
+        # The control endpoint (pygmy/cluster/control.py) acts on members from its own thread.
+        self.guard = threading.RLock()
 
     # -- starting --------------------------------------------------------------------------------
 
@@ -182,6 +185,10 @@ class Supervisor:
 
     def poll(self) -> None:
         """One step: record nodes that answer, handle nodes that exited, start restarts that are due."""
+        with self.guard:
+            self._poll()
+
+    def _poll(self) -> None:
         changed = False
         for member in self.members.values():
             if member.running:
@@ -230,6 +237,39 @@ class Supervisor:
         self.report(f"{name} exited with status {status}; restarting in {member.delay:g} s")
         member.restart_at = self.clock() + member.delay
         member.delay = min(member.delay * 2, MAX_DELAY)
+
+    # -- control (pygmy/cluster/control.py) ------------------------------------------------------
+
+    def kill(self, name: str) -> None:
+        """kill -9 one node; the next `poll()` sees it exit and restarts it as for any crash."""
+        with self.guard:
+            member = self.members[name]
+            if not member.running:
+                raise ProcessLookupError(f"{name} is not running")
+            assert member.proc is not None
+            member.proc.kill()
+            member.proc.wait()
+            self.report(f"{name} (pid {member.proc.pid}) killed with SIGKILL on request of the control endpoint")
+
+    def restart_node(self, name: str) -> None:
+        """Start a stopped node now, or kill -9 a running one and start it again at once."""
+        with self.guard:
+            member = self.members[name]
+            if member.running:
+                self.kill(name)
+            member.proc = None
+            member.restarts += 1
+            self.report(f"{name} started again on request of the control endpoint")
+            self._spawn(member)
+
+    def state_of(self, name: str) -> str:
+        """running, restarting (exited, a restart will follow) or stopped."""
+        member = self.members[name]
+        if member.running:
+            return "running"
+        if member.restart_at is not None or (member.proc is not None and self.restart and not member.damaged):
+            return "restarting"
+        return "stopped"
 
     def finished(self) -> bool:
         """Every node is dead and none will be restarted (a damaged node waits for a wipe only if others run)."""

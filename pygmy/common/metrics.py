@@ -13,7 +13,7 @@ REQUESTS = Counter("pygmy_http_requests_total", "HTTP requests answered", ["tier
 LATENCY = Histogram(
     "pygmy_http_request_seconds",
     "Time from receiving a request to sending the reply",
-    ["tier", "route"],
+    ["tier", "route", "status"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 
@@ -36,7 +36,7 @@ def metrics_middleware(tier: str):  # type: ignore[no-untyped-def]
         info = request.match_info.route.resource
         route = info.canonical if info is not None else "unmatched"
         REQUESTS.labels(tier, route, request.method, str(response.status)).inc()
-        LATENCY.labels(tier, route).observe(time.perf_counter() - start)
+        LATENCY.labels(tier, route, str(response.status)).observe(time.perf_counter() - start)
         return response
 
     return middleware

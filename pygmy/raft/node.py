@@ -162,6 +162,7 @@ class RaftGroup:
             applied=applied,
             applied_term=applied_term,
         )
+        self.on_durable_write: Callable[[float], None] | None = None  # seconds of each fsynced save
         self._unproposed: list[tuple[bytes, asyncio.Future[bytes]]] = []  # until the next pass
         self._retried: dict[bytes, asyncio.Future[bytes]] = {}  # pending session commands, by envelope
         self._proposals: dict[int, tuple[int, list[asyncio.Future[bytes]]]] = {}  # index -> (term, callers)
@@ -364,7 +365,15 @@ class RaftGroup:
 
     def _in_disk_thread(self, write: Callable[[], None], then: Callable[[], None]) -> None:
         """The driver's write runner: `write` in the disk thread, then `then` and the next pass on the loop."""
-        future = self._running_loop().run_in_executor(self._disk, write)
+        observe = self.on_durable_write
+
+        def timed_write() -> None:
+            start = time.perf_counter()
+            write()
+            if observe is not None:  # how long the fsynced save took (a metric of the node, if it keeps one)
+                observe(time.perf_counter() - start)
+
+        future = self._running_loop().run_in_executor(self._disk, timed_write)
         future.add_done_callback(lambda done: self._written(done, then))
 
     def _written(self, write: asyncio.Future[None], then: Callable[[], None]) -> None:

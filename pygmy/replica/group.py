@@ -26,6 +26,7 @@ from pygmy.config import Config, Node
 from pygmy.raft.core import Status
 from pygmy.raft.messages import Role
 from pygmy.raft.node import NotLeader, ProposalDropped, RaftGroup, ReadTimeout
+from pygmy.replica import metrics
 from pygmy.replica.machine import TierMachine
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class Replica:
         # Fresh at every start, so a frontend's heartbeat sees that this replica crashed and came back.
         self.boot_id = os.urandom(8).hex()
         self._watch: asyncio.Task[None] | None = None
+        metrics.watch(self)
 
     async def start(self) -> None:
         await self.group.start()
@@ -66,7 +68,7 @@ class Replica:
     async def stop(self) -> None:
         """Hand leadership to a caught-up follower first, so a rolling restart pauses no writes."""
         if self.is_leader():
-            await self._hand_over()
+            await self.hand_over()
         if self._watch is not None:
             self._watch.cancel()
         await self.group.stop()
@@ -101,7 +103,12 @@ class Replica:
 
     async def propose(self, command: dict[str, Any]) -> dict[str, Any]:
         """Apply `command` through the log (this replica must lead). NotLeader / ProposalDropped pass up."""
-        result: dict[str, Any] = orjson.loads(await self.group.propose(orjson.dumps(command)))
+        try:
+            result: dict[str, Any] = orjson.loads(await self.group.propose(orjson.dumps(command)))
+        except Exception:
+            metrics.proposal(self, "failed")
+            raise
+        metrics.proposal(self, "committed")
         return result
 
     async def read_linearizable(self, query: dict[str, Any]) -> dict[str, Any]:
@@ -152,28 +159,31 @@ class Replica:
             "pid": os.getpid(),
         }
 
-    async def _hand_over(self) -> None:
+    async def hand_over(self) -> str | None:
+        """Hand leadership to a caught-up follower; the new leader's name, or None if none took it."""
         status = self.status()
         followers = [i for i in self.urls if i != self.node.id]
-        if not followers:
-            return
         # The core picks whom to send TimeoutNow to only once the target's log matches; any follower will do.
         for target in followers:
             try:
                 await self.group.transfer_leadership(target, timeout=1.0)
-                log.info("%s handed leadership to %s in term %d before stopping",
-                         self.node.name, self.names[target], status.term)
-                return
+                log.info("%s handed leadership to %s in term %d", self.node.name, self.names[target], status.term)
+                return self.names[target]
             except (TimeoutError, NotLeader, ValueError) as exc:
                 log.warning("%s could not hand leadership to %s: %s", self.node.name, self.names[target], exc)
+        return None
 
     async def _log_changes(self) -> None:
         """Log elections and leader changes as sentences an operator can read."""
         last: tuple[Role, int, int | None] | None = None
+        known: int | None = None  # the last leader seen: an election's leaderless moment is no change; the first leader is
         while True:
             status = self.status()
             now = (status.role, status.term, status.leader)
             if now != last:
+                if status.leader is not None and status.leader != known:
+                    metrics.leader_changed(self)
+                known = status.leader if status.leader is not None else known
                 if status.role == Role.LEADER:
                     log.info("%s elected leader in term %d", self.node.name, status.term)
                 elif status.leader is not None and (last is None or last[2] != status.leader):

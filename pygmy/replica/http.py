@@ -107,6 +107,7 @@ def add_replica_routes(app: web.Application, replica: Replica, tiers: TierClient
     app.router.add_post("/internal/digest", digest_route)
     app.router.add_get("/internal/digest/{id}", digest_result_route)
     app.router.add_get("/internal/dump", dump_route)
+    app.router.add_post("/internal/transfer", transfer_route)
 
 
 # -- answers ------------------------------------------------------------------------------------------
@@ -275,6 +276,15 @@ async def read_index_route(request: web.Request) -> web.Response:
 async def status_route(request: web.Request) -> web.Response:
     restarts = int(os.environ.get("PYGMY_RESTARTS", "0") or 0)
     return answer(request, request.app[REPLICA].status_document(restarts))
+
+
+async def transfer_route(request: web.Request) -> web.Response:
+    """On the leader: hand leadership to a follower (the control endpoint's transfer); 409 elsewhere."""
+    replica = request.app[REPLICA]
+    if not replica.is_leader():
+        raise ApiError(409, "not_leader", f"{replica.node.name} does not lead the {replica.node.kind} group")
+    successor = await replica.hand_over()
+    return answer(request, {"from": replica.node.name, "to": successor})
 
 
 async def digest_route(request: web.Request) -> web.Response:

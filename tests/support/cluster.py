@@ -24,6 +24,8 @@ from typing import Iterator, Literal
 
 import requests
 
+from pygmy.common.ports import free_ports  # noqa: F401  (tests import it from here)
+
 PYTHON = sys.executable
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
@@ -48,20 +50,6 @@ atexit.register(_kill_leftovers)
 
 def pygmy_command(*args: str) -> list[str]:
     return [PYTHON, "-m", "pygmy", *args]
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct loopback ports nobody listens on right now (all held open until all are chosen)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def port_is_listening(port: int) -> bool:
@@ -132,10 +120,13 @@ class Cluster:
         frontends: int = 1,
         cache: dict[str, int | bool] | None = None,
         env: dict[str, dict[str, str]] | None = None,
+        control: bool = False,
     ) -> None:
         self.root = root
         # False: the configuration names no secrets, so `pygmy up` generates them (read back after start).
         self.secrets_in_config = secrets_in_config
+        # `pygmy up`'s control endpoint on a free port ([control] in the configuration), when asked for.
+        self.control_port: int | None = free_ports(1)[0] if control else None
         self.raft = raft or {}  # a [raft] table for the configuration, e.g. {"snapshot_every": 50}
         self.frontend = frontend or {}  # a [frontend] table, e.g. {"heartbeat_ms": 60000}
         self.cache = cache or {}  # a [cache] table, e.g. {"lease_ms": 1000}
@@ -198,6 +189,8 @@ class Cluster:
                                                        (("ca", "ca.pem"), ("cert", "node.pem"), ("key", "node.key")))]
         if self.cache:
             lines += ["", "[cache]", *(f"{key} = {str(value).lower()}" for key, value in self.cache.items())]
+        if self.control_port is not None:
+            lines += ["", "[control]", "enabled = true", f"port = {self.control_port}"]
         return "\n".join(lines) + "\n"
 
     def set_cluster_id(self, cluster_id: str) -> None:
@@ -225,6 +218,11 @@ class Cluster:
     @property
     def order_url(self) -> str:
         return self.url("order")
+
+    @property
+    def control_url(self) -> str:
+        assert self.control_port is not None, "start the cluster with control=True"
+        return f"http://127.0.0.1:{self.control_port}"
 
     def admin_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.admin_token}"}
