@@ -20,6 +20,7 @@ from pygmy.common.tier_client import TierClient, TierUnavailable
 from pygmy.common.timing import add_downstream
 from pygmy.config import Config
 from pygmy.replica.client import GroupClient
+from pygmy.web import add_web_routes
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,7 @@ async def create_app(config: Config) -> web.Application:
     r.add_post("/admin/books/{item}", update_book)
     r.add_get("/health", health)
     r.add_get("/openapi.json", openapi)
+    add_web_routes(app)  # the storefront at / and the dashboard at /dashboard (pygmy/web)
 
     async def close(_: web.Application) -> None:
         await tiers.close()
