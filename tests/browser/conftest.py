@@ -36,7 +36,6 @@ def _binaries() -> tuple[str, str]:
 
 @pytest.fixture(scope="package")
 def web_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    _binaries()  # skip before paying for a cluster
     cluster = Cluster(tmp_path_factory.mktemp("web-cluster"), mode="up", control=True)
     cluster.start()
     try:
