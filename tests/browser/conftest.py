@@ -8,13 +8,13 @@ which `make test` runs first) installs it from Debian.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-import requests
 
 from support.cluster import Cluster
 
@@ -23,6 +23,9 @@ FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--disable-dev-shm-usage", "--window-size=1280,1000",
 ]
+# Selenium Manager would fetch driver lists and send usage stats over the internet: the binaries are given.
+os.environ.setdefault("SE_OFFLINE", "true")
+os.environ.setdefault("SE_AVOID_STATS", "true")
 
 
 def _binaries() -> tuple[str, str]:
@@ -59,7 +62,7 @@ def browser() -> Iterator[Any]:
     # The performance log lists every request the page makes (Network.requestWillBeSent).
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    driver.set_page_load_timeout(30)
+    driver.set_page_load_timeout(120)  # generous: the test machine may be saturated
     try:
         yield driver
     finally:
@@ -69,10 +72,10 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any, web_cluster: Cluster) -> Any:
-    """The browser with its logs drained and this browser's storage empty, at the cluster's storefront."""
-    browser.get(web_cluster.frontend_url + "/")
-    browser.execute_script("localStorage.clear(); sessionStorage.clear();")
-    browser.get(web_cluster.frontend_url + "/")  # again, so the page starts from the emptied storage
+    """The browser at the cluster's storefront, this origin's storage emptied and the logs drained first."""
+    origin = web_cluster.frontend_url
+    browser.execute_cdp_cmd("Storage.clearDataForOrigin", {"origin": origin, "storageTypes": "local_storage,session_storage"})
     browser.get_log("browser")
     browser.get_log("performance")
+    browser.get(origin + "/")
     return browser
