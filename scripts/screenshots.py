@@ -59,6 +59,7 @@ def main() -> None:
         driver.find_element(By.ID, "buy").click()
         time.sleep(2)
         driver.save_screenshot(str(ROOT / "docs" / "web-storefront.png"))
+        driver.set_window_size(1280, 1750)  # the whole dashboard: cards, chart and events
         driver.get(base + "/dashboard")
         time.sleep(4)
         driver.save_screenshot(str(ROOT / "docs" / "web-dashboard.png"))

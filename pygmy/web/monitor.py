@@ -2,7 +2,7 @@
 open dashboard; it keeps the last minutes so a page opened late draws its chart at once.
 
 One sampler per frontend process, however many dashboards are open, so ten browser tabs do not poll the
-cluster ten times. It runs only while someone watches.
+cluster ten times. It runs only while someone watches (and a minute after).
 """
 
 from __future__ import annotations
@@ -26,8 +26,11 @@ log = logging.getLogger(__name__)
 INTERVAL = 1.0
 HISTORY = 300  # samples: five minutes at one a second
 EVENTS = 50
-SCRAPE_TIMEOUT = 0.8
+SCRAPE_TIMEOUT = 1.5
 TIERS = ("frontend", "catalog", "order")
+# Sampling goes on this long after the last dashboard closed, so a reload or a visit to the store and
+# back finds the chart without a gap.
+LINGER = 60.0
 
 
 class Monitor:
@@ -38,8 +41,7 @@ class Monitor:
         self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=EVENTS)
         self.latest: dict[str, Any] | None = None
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
-        self._counters: dict[str, NodeCounters] = {}
-        self._scraped_at: float | None = None
+        self._counters: dict[str, tuple[NodeCounters, float]] = {}  # node -> last counters, when scraped
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
 
@@ -69,14 +71,17 @@ class Monitor:
 
     async def _run(self) -> None:
         log.info("A dashboard is watching: sampling the cluster every %.0f s.", INTERVAL)
-        while self._subscribers:
+        watched_at = time.monotonic()
+        while self._subscribers or time.monotonic() - watched_at < LINGER:
             started = time.monotonic()
+            if self._subscribers:
+                watched_at = started
             try:
                 self._publish(await self.sample())
             except Exception:  # the sampler must outlive any one bad answer
                 log.exception("Sampling the cluster for the dashboard failed; trying again in a second.")
             await asyncio.sleep(max(0.0, INTERVAL - (time.monotonic() - started)))
-        log.info("No dashboard is watching any more: the sampler stops.")
+        log.info("No dashboard has watched for %.0f s: the sampler stops.", LINGER)
 
     async def sample(self) -> dict[str, Any]:
         status, rates = await asyncio.gather(self._status(), self._rates())
@@ -119,20 +124,17 @@ class Monitor:
         nodes = list(self.config.nodes)
         scraped = await asyncio.gather(*(self._scrape(n.url) for n in nodes))
         now = time.monotonic()
-        seconds = now - self._scraped_at if self._scraped_at is not None else None
-        deltas: dict[str, list[NodeCounters]] = {tier: [] for tier in TIERS}
+        deltas: dict[str, list[tuple[NodeCounters, float]]] = {tier: [] for tier in TIERS}
         for node, counters in zip(nodes, scraped):
             if counters is None:
-                self._counters.pop(node.name, None)
-                continue
+                continue  # down or slow: its growth shows at its next answer (a restart counts from 0)
             before = self._counters.get(node.name)
-            self._counters[node.name] = counters
+            self._counters[node.name] = (counters, now)
             if before is not None:
-                deltas[node.kind].append(growth(before, counters))
-        self._scraped_at = now
-        if seconds is None:
+                deltas[node.kind].append((growth(before[0], counters), now - before[1]))
+        if not any(deltas.values()):
             return {}  # the first scrape only sets the baseline
-        return {tier: tier_rates(d, seconds).to_json() for tier, d in deltas.items()}
+        return {tier: tier_rates(d).to_json() for tier, d in deltas.items()}
 
     async def close(self) -> None:
         if self._task is not None:

@@ -90,15 +90,16 @@ def quantile(buckets: dict[float, float], q: float) -> float | None:
     return lower_edge
 
 
-def tier_rates(deltas: list[NodeCounters], seconds: float) -> TierRates:
-    seconds = max(seconds, 1e-6)
+def tier_rates(deltas: list[tuple[NodeCounters, float]]) -> TierRates:
+    """A tier's rates from each node's growth and the seconds it grew over (nodes are scraped apart:
+    one that missed a scrape grew over two intervals)."""
     buckets: dict[float, float] = {}
-    for delta in deltas:
+    for delta, _ in deltas:
         for le, n in delta.buckets.items():
             buckets[le] = buckets.get(le, 0.0) + n
     p99 = quantile(buckets, 0.99)
     return TierRates(
-        requests_per_s=sum(d.requests for d in deltas) / seconds,
-        errors_per_s=sum(d.errors for d in deltas) / seconds,
+        requests_per_s=sum(d.requests / max(seconds, 1e-6) for d, seconds in deltas),
+        errors_per_s=sum(d.errors / max(seconds, 1e-6) for d, seconds in deltas),
         p99_ms=None if p99 is None else p99 * 1000,
     )

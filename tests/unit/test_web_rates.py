@@ -33,8 +33,8 @@ def test_the_dashboards_own_probes_are_not_counted_as_traffic() -> None:
 def test_rates_are_growth_per_second_summed_over_a_tiers_nodes() -> None:
     a = growth(parse_counters(metrics(10)), parse_counters(metrics(30, 4)))
     b = growth(parse_counters(metrics(0)), parse_counters(metrics(20)))
-    rates = tier_rates([a, b], seconds=2.0)
-    assert rates.requests_per_s == pytest.approx((24 + 20) / 2)
+    rates = tier_rates([(a, 2.0), (b, 4.0)])  # b missed a scrape: it grew over two intervals
+    assert rates.requests_per_s == pytest.approx(24 / 2 + 20 / 4)
     assert rates.errors_per_s == pytest.approx(2)
 
 
@@ -47,10 +47,10 @@ def test_a_restarted_node_counts_from_zero_not_negative() -> None:
 def test_p99_lies_in_the_bucket_of_the_99th_percent_answer() -> None:
     # 98 fast answers and 2 slow ones: the 99th of 100 is a slow one, between 50 and 100 ms.
     delta = growth(None, parse_counters(metrics(100, fast=98, slow=2)))
-    p99 = tier_rates([delta], seconds=1.0).p99_ms
+    p99 = tier_rates([(delta, 1.0)]).p99_ms
     assert p99 is not None and 50 < p99 <= 100
     assert quantile({0.005: 100, float("inf"): 100}, 0.99) == pytest.approx(0.00495)
 
 
 def test_no_answers_means_no_p99() -> None:
-    assert tier_rates([NodeCounters()], seconds=1.0).p99_ms is None
+    assert tier_rates([(NodeCounters(), 1.0)]).p99_ms is None
