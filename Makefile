@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-long install bench bench-tiers bench-cache bench-all sim clean
+.PHONY: run test test-long install bench bench-tiers bench-cache bench-all sim clean browser-deps screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,14 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Headless Chromium and chromedriver from Debian for the browser tests (tests/browser/; skipped without them).
+browser-deps:
+	./scripts/install-chromium.sh
+
+# docs/web-storefront.png and docs/web-dashboard.png from a real cluster in headless Chromium.
+screenshots: $(STAMP) browser-deps
+	$(BIN)/python scripts/screenshots.py
 
 # The randomized crash test for five minutes instead of the 40 s `make test` gives it (seed printed).
 test-long: $(STAMP)

@@ -66,7 +66,7 @@ def test_an_unknown_order_is_404(api: Api, order_id: int) -> None:
     assert_error(api.get(f"/orders/{order_id}"), 404)
 
 
-@pytest.mark.parametrize("path", ["/", "/nope", "/lookup/1/extra", "/books/1", "/admin", "/admin/books", "/search/ds/more"])
+@pytest.mark.parametrize("path", ["/dashboard/nope", "/nope", "/lookup/1/extra", "/books/1", "/admin", "/admin/books", "/search/ds/more"])
 def test_an_unknown_route_is_a_json_404(api: Api, path: str) -> None:
     assert_error(api.get(path), 404)
 

@@ -23,6 +23,7 @@ from pygmy.config import Config, Node
 from pygmy.frontend.cached_reads import CACHE, add_cache, cached
 from pygmy.frontend.health import CACHE_STATUS_KEY, HealthMonitor
 from pygmy.replica.client import GroupClient, RetryBudget
+from pygmy.web import add_web_routes
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +168,7 @@ async def create_app(config: Config, node: Node | None = None) -> web.Applicatio
     r.add_post("/admin/books/{item}", update_book)
     r.add_get("/health", health)
     r.add_get("/openapi.json", openapi)
+    add_web_routes(app)  # the storefront at / and the dashboard at /dashboard (pygmy/web)
 
     async def heartbeats(_: web.Application):  # type: ignore[no-untyped-def]
         await monitor.start()
