@@ -20,7 +20,7 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/pygmy up
 
-test: $(STAMP)
+test: $(STAMP) browser-deps
 	$(BIN)/python -m pytest -q
 
 # Headless Chromium and chromedriver from Debian for the browser tests (tests/browser/; skipped without them).
