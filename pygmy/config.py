@@ -122,6 +122,27 @@ class RaftSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class ServerSettings:
+    """The `[server]` table: how long a client may take, and how many connections a process holds
+    (enforced by `pygmy.common.connections`)."""
+
+    header_timeout_s: float = 10.0
+    # Longer than the tier client's own pool keep-alive (aiohttp's 15 s), so a pooled connection is
+    # closed by the client that reuses it, never by this server just as it is reused.
+    keepalive_s: float = 75.0
+    max_connections: int = 10_000
+
+    def __post_init__(self) -> None:
+        for key in ("header_timeout_s", "keepalive_s"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
+                raise ConfigError(f"server.{key} must be a number of seconds in (0, 3600], not {value!r}")
+        cap = self.max_connections
+        if isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= 1_000_000:
+            raise ConfigError(f"server.max_connections must be an integer from 1 to 1000000, not {cap!r}")
+
+
+@dataclasses.dataclass(frozen=True)
 class Node:
     kind: NodeKind
     id: int
@@ -146,6 +167,7 @@ class Config:
     cluster_secret: str
     catalog_file: Path | None = None
     raft: RaftSettings = RaftSettings()
+    server: ServerSettings = ServerSettings()
     # Recorded by every Raft member at its first start, so a node never joins another cluster's group.
     cluster_id: str | None = None
     # Where the configuration came from, so child processes can be handed the same file.
@@ -217,6 +239,7 @@ def parse(text: str, *, base_dir: Path | None = None, source: Path | None = None
         cluster_secret=_required_str(raw, "cluster_secret"),
         catalog_file=(base_dir / catalog_file) if catalog_file else None,
         raft=_parse_raft(raw.get("raft", {})),
+        server=_parse_table(ServerSettings, "server", raw.get("server", {})),
         cluster_id=cluster_id,
         source=source,
     )
@@ -263,10 +286,21 @@ def dump(config: Config) -> str:
     if config.cluster_id is not None:
         doc["cluster_id"] = config.cluster_id
     doc["raft"] = dataclasses.asdict(config.raft)
+    doc["server"] = dataclasses.asdict(config.server)
     doc["nodes"] = [
         {k: v for k, v in dataclasses.asdict(n).items() if v is not None} for n in config.nodes
     ]
     return tomli_w.dumps(doc)
+
+
+def _parse_table(cls: Any, name: str, raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{name} must be a table ([{name}])")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"unknown key in [{name}]: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    return cls(**raw)
 
 
 def _parse_raft(raw: Any) -> RaftSettings:

@@ -10,9 +10,11 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from pygmy.common.auth import internal_auth_middleware
+from pygmy.common.connections import listen
 from pygmy.common.errors import ApiError, Handler, error_middleware
 from pygmy.common.metrics import metrics_handler, metrics_middleware
 from pygmy.common.timing import server_timing_middleware
+from pygmy.config import ServerSettings
 
 # Requests carry small JSON; anything bigger is refused with 413 before a handler runs.
 MAX_BODY_BYTES = 64 * 1024
@@ -54,7 +56,8 @@ def configure_logging(name: str, level: int = logging.INFO) -> None:
 
 
 def serve(
-    app_factory: Callable[[], Awaitable[web.Application]], host: str, port: int, name: str
+    app_factory: Callable[[], Awaitable[web.Application]], host: str, port: int, name: str,
+    settings: ServerSettings = ServerSettings(),
 ) -> None:
     """Run until SIGINT or SIGTERM, then close cleanly (on_cleanup hooks close databases)."""
     try:
@@ -63,23 +66,27 @@ def serve(
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         pass
-    asyncio.run(_serve(app_factory, host, port, name))
+    asyncio.run(_serve(app_factory, host, port, name, settings))
 
 
 async def _serve(
-    app_factory: Callable[[], Awaitable[web.Application]], host: str, port: int, name: str
+    app_factory: Callable[[], Awaitable[web.Application]], host: str, port: int, name: str,
+    settings: ServerSettings,
 ) -> None:
     app = await app_factory()
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     # A deep accept backlog: bursts of new connections wait in the kernel rather than being dropped.
-    site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
-    await site.start()
-    log.info("%s listening on http://%s:%d", name, host, port)
+    server, guard = await listen(runner, host, port, settings, backlog=1024)
+    log.info(
+        "%s listening on http://%s:%d (at most %d connections; request headers within %g s; idle keep-alive %g s)",
+        name, host, port, guard.cap, settings.header_timeout_s, settings.keepalive_s,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("%s stopping", name)
+    server.close()
     await runner.cleanup()

@@ -124,9 +124,11 @@ class Cluster:
         ready_timeout: float = READY_TIMEOUT,
         replicas: int = REPLICAS,
         raft: dict[str, int] | None = None,
+        server: dict[str, float] | None = None,
     ) -> None:
         self.root = root
         self.raft = raft or {}  # a [raft] table for the configuration, e.g. {"snapshot_every": 50}
+        self.server = server or {}  # a [server] table, e.g. {"max_connections": 1000}
         self.root.mkdir(parents=True, exist_ok=True)
         self.mode = mode
         self.catalog_file = catalog_file
@@ -169,6 +171,8 @@ class Cluster:
                 lines.append(f"raft_port = {n.raft_port}")
         if self.raft:
             lines += ["", "[raft]", *(f"{key} = {value}" for key, value in self.raft.items())]
+        if self.server:
+            lines += ["", "[server]", *(f"{key} = {value}" for key, value in self.server.items())]
         return "\n".join(lines) + "\n"
 
     def set_cluster_id(self, cluster_id: str) -> None:
