@@ -11,6 +11,8 @@ import logging
 from typing import Awaitable, Callable, Mapping
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from pygmy.common.jsonio import json_response
 
@@ -80,6 +82,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         message = _http_message(exc)
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return error_response(ApiError(exc.status, code, message, headers=headers))
+    except (RequestPayloadError, HttpProcessingError) as exc:
+        # The client's body broke while it was read (a gzip that is not gzip, a broken chunk): its fault.
+        log.info("%s %s: unreadable request body (%s)", request.method, request.path, exc.__cause__ or exc)
+        return error_response(ApiError(400, "bad_body", "the request body could not be read or decoded"))
     except Exception:  # the last line of defence: log it, answer with JSON, never a traceback
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(ApiError(500, "internal", "internal error; see the server log"))

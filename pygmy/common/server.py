@@ -24,9 +24,13 @@ log = logging.getLogger(__name__)
 
 @web.middleware
 async def body_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """413 for a declared body over the limit, even on routes that never read their body."""
+    """413 for a body over the limit, declared or chunked, even on routes that never read their body."""
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise ApiError(413, "payload_too_large", f"request body over {MAX_BODY_BYTES // 1024} KiB")
+    if request.content_length is None and request.body_exists:
+        # A chunked body declares no length: read it now (up to client_max_size, else 413), before any
+        # handler acts, so an oversized one is refused even on a route that never reads its body.
+        await request.read()
     return await handler(request)
 
 
