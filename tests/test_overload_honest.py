@@ -1,0 +1,63 @@
+"""Under overload a buy is answered honestly: one that was never sent to the order tier (no pooled
+connection came free in time) is `unavailable` at once with Retry-After, never `outcome_unknown`, and
+copies taken still equal orders placed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from typing import Iterator
+
+import aiohttp
+import pytest
+
+from support.cluster import Cluster
+from support.http import Api
+
+BUYS = 2000  # concurrent, each on its own connection: far more than the frontend's pool of 64 per tier
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = Cluster(tmp_path_factory.mktemp("overload"), replicas=1)
+    c.start()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+async def _buy_all(url: str, item: int) -> list[tuple[int, str, float, bool]]:
+    """(status, error code, seconds, has Retry-After) of BUYS concurrent buys, each bounded at 60 s."""
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+        async def one() -> tuple[int, str, float, bool]:
+            start = time.monotonic()
+            try:
+                async with session.post(f"{url}/buy/{item}") as resp:
+                    body = await resp.json(content_type=None)
+                    code = body.get("error", {}).get("code", "") if isinstance(body, dict) else ""
+                    return resp.status, code, time.monotonic() - start, "Retry-After" in resp.headers
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                return 0, type(exc).__name__, time.monotonic() - start, False
+
+        return await asyncio.gather(*(one() for _ in range(BUYS)))
+
+
+def test_a_buy_never_sent_under_overload_is_unavailable_at_once_not_outcome_unknown(small: Cluster) -> None:
+    api = Api(small.frontend_url, small.admin_token)
+    api.set_stock(2, BUYS)
+    orders_before = api.order_count()
+    results = asyncio.run(_buy_all(small.frontend_url, 2))
+    codes = Counter((status, code) for status, code, _, _ in results)
+    print(f"\n{BUYS} concurrent buys: {dict(codes)}")
+    assert (503, "outcome_unknown") not in codes, codes
+    refused = [r for r in results if r[0] == 503]
+    assert all(code == "unavailable" and retry for _, code, _, retry in refused), refused[:5]
+    # "At once": a refused buy waited for a pooled connection about a second, not the 5 s tier timeout.
+    assert all(seconds < 4.5 for _, _, seconds, _ in refused), sorted(r[2] for r in refused)[-5:]
+    done = codes[(200, "")]
+    assert api.order_count() - orders_before == done
+    assert api.stock(2) == BUYS - done
