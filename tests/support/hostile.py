@@ -32,18 +32,25 @@ class Tally:
         self.survived: list[float] = []  # lifetimes of slowloris connections still open when the attack ended
 
 
-async def _connect(port: int, n: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    return await asyncio.open_connection("127.0.0.1", port, local_addr=(SOURCES[n % len(SOURCES)], 0))
+Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def _connect(port: int, n: int, tally: Tally, pause: float) -> Streams | None:
+    """A connection from the n-th source address, or None (counted, after a pause) if it failed."""
+    try:
+        return await asyncio.open_connection("127.0.0.1", port, local_addr=(SOURCES[n % len(SOURCES)], 0))
+    except OSError:
+        tally.connect_failed += 1
+        await asyncio.sleep(pause)
+        return None
 
 
 async def _slowloris(port: int, n: int, drip: float, end: float, tally: Tally) -> None:
     while time.monotonic() < end:
-        try:
-            reader, writer = await _connect(port, n)
-        except OSError:
-            tally.connect_failed += 1
-            await asyncio.sleep(0.2)
+        streams = await _connect(port, n, tally, 0.2)
+        if streams is None:
             continue
+        reader, writer = streams
         opened = time.monotonic()
         tally.opened["slowloris"] += 1
         ended = False
@@ -77,12 +84,10 @@ async def _slowloris(port: int, n: int, drip: float, end: float, tally: Tally) -
 async def _storm_one(port: int, n: int, end: float, budget: list[int], tally: Tally) -> None:
     while time.monotonic() < end and budget[0] > 0:
         budget[0] -= 1
-        try:
-            reader, writer = await _connect(port, n)
-        except OSError:
-            tally.connect_failed += 1
-            await asyncio.sleep(0.5)
+        streams = await _connect(port, n, tally, 0.5)
+        if streams is None:
             continue
+        reader, writer = streams
         tally.opened["storm"] += 1
         try:
             writer.write(b"GET /lookup/1 HT")
