@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import sqlite3
+import time
 from typing import Any
 
 import pytest
@@ -136,3 +137,21 @@ def _rows(cluster: Cluster, kind: str, table: str) -> int:
 
 def _admin(api: Api) -> dict[str, str]:
     return {"Authorization": f"Bearer {api.admin_token}"}
+
+
+def test_malformed_requests_leave_one_line_each_in_the_log_and_no_traceback(cluster: Cluster, api: Api) -> None:
+    log_before = len(cluster.log("frontend-0"))
+    port = _port(cluster.frontend_url)
+    for _ in range(3):
+        api.post("/admin/books/1", data=b"not gzip", headers={**_admin(api), "Content-Encoding": "gzip"})
+        raw_request(port, b"GET /lookup/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\nBad Header: \x00")
+        raw_request(port, b"POST /buy/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked",
+                    b"zz\r\nbroken\r\n")
+        with socket.create_connection(("127.0.0.1", port), timeout=15) as s:  # hangs up mid-body
+            s.sendall(b"POST /admin/books/1 HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\nAuthorization: Bearer "
+                      + api.admin_token.encode() + b"\r\n\r\n{\"sto")
+    api.lookup(1)
+    time.sleep(0.5)
+    written = cluster.log("frontend-0")[log_before:]
+    assert "Traceback" not in written, written[-3000:]
+    assert len(written.splitlines()) <= 3 * 4 + 2, written

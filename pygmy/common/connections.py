@@ -22,7 +22,7 @@ import asyncio
 import logging
 import resource
 from collections import OrderedDict
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from prometheus_client import Counter, Gauge
@@ -143,9 +143,9 @@ class GuardedHandler(web.RequestHandler):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if not self._guard.admit(self):
-            assert isinstance(transport, asyncio.Transport)
-            transport.write(SHED)
-            transport.close()
+            shed = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
+            shed.write(SHED)
+            shed.close()
             return
         self._admitted = True
         super().connection_made(transport)
@@ -170,7 +170,7 @@ class GuardedHandler(web.RequestHandler):
 
     def waiting_for_request(self) -> bool:
         """No request in progress or queued: idle between requests, or reading a request's headers."""
-        return self._current_request is None and not self._messages and not self._force_close
+        return not self._request_in_progress and not self._messages and not self._force_close
 
     def _headers_late(self) -> None:
         self._header_deadline = None

@@ -12,6 +12,7 @@ from aiohttp import web
 from pygmy.common.auth import internal_auth_middleware
 from pygmy.common.connections import listen
 from pygmy.common.errors import ApiError, Handler, error_middleware
+from pygmy.common.logfiles import ClientErrorsInOneLine, log_handler
 from pygmy.common.metrics import metrics_handler, metrics_middleware
 from pygmy.common.timing import server_timing_middleware
 from pygmy.config import ServerSettings
@@ -51,9 +52,12 @@ def make_app(tier: str, cluster_secret: str) -> web.Application:
 
 
 def configure_logging(name: str, level: int = logging.INFO) -> None:
+    handler = log_handler()
+    handler.addFilter(ClientErrorsInOneLine())
     logging.basicConfig(
         level=level,
         format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s",
+        handlers=[handler],
     )
     # One line per request is noise at this rate; errors still surface via the error middleware.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
