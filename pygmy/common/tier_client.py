@@ -15,7 +15,7 @@ import orjson
 from pygmy.common.auth import SECRET_HEADER
 
 
-POOL_WAIT = 1.0  # seconds a request may wait for a pooled connection (and connect) before it is refused
+POOL_WAIT = 3.0  # seconds a request may wait for a pooled connection (and connect) before it is refused
 
 
 async def _headers_sent(_: aiohttp.ClientSession, context: Any, __: Any) -> None:
@@ -51,9 +51,10 @@ class Reply:
 class TierClient:
     def __init__(self, secret: str, *, timeout: float = 5.0, per_host: int = 64, pool_wait: float = POOL_WAIT) -> None:
         self._secret = secret
-        # `connect` bounds the wait for a pooled connection plus connecting: a request that cannot get
-        # one soon is refused as never sent (load shedding), instead of using up the whole timeout.
-        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=pool_wait, sock_connect=3.0)
+        # `connect` bounds the wait for a pooled connection plus connecting: a request that cannot get one
+        # in time is refused as never sent (load shedding). The answer then has `timeout` seconds of its
+        # own (sock_read), so time spent queueing for the pool never turns a sent request into a timeout.
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=pool_wait, sock_connect=3.0, sock_read=timeout)
         # A bounded pool per tier: a burst of requests queues for a warm keep-alive connection instead
         # of opening hundreds of sockets at once and overflowing the next tier's accept backlog.
         self._per_host = per_host

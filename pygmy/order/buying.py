@@ -45,6 +45,7 @@ class BuyService:
         self._seen_pending: set[int] = set()  # pending at the previous sweep (not just begun)
         self._watermark_sent = 0
         self._known_items: set[int] = set()
+        self._item_lookups: dict[int, asyncio.Future[Reply]] = {}
 
     async def buy(self, item: int, key: str | None) -> tuple[Order, list[str]]:
         """The settled order and the catalog's Server-Timing entries; ApiError for 404/409/503.
@@ -71,8 +72,14 @@ class BuyService:
         Books are never deleted, so an item once seen needs no second lookup."""
         if item in self._known_items:
             return
+        # Concurrent buys of a new item share one lookup rather than queueing a lookup each.
+        lookup = self._item_lookups.get(item)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self.catalog.call("GET", f"/internal/books/{item}", idempotent=True))
+            self._item_lookups[item] = lookup
+            lookup.add_done_callback(lambda _: self._item_lookups.pop(item, None))
         try:
-            reply = await self.catalog.call("GET", f"/internal/books/{item}", idempotent=True)
+            reply = await asyncio.shield(lookup)
         except TierUnavailable:
             raise unavailable("the catalog tier cannot be reached; retry shortly") from None
         if reply.status == 404:
