@@ -11,7 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from support.cluster import Cluster
+from support.cluster import Cluster, running_cluster
 
 HEADER_TIMEOUT = 1.0
 KEEPALIVE = 3.0
@@ -21,12 +21,8 @@ CAP = 20
 @pytest.fixture(scope="module")
 def bounded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     server = {"header_timeout_s": HEADER_TIMEOUT, "keepalive_s": KEEPALIVE, "max_connections": CAP}
-    c = Cluster(tmp_path_factory.mktemp("bounds"), replicas=1, server=server)
-    c.start()
-    try:
+    with running_cluster(tmp_path_factory.mktemp("bounds"), replicas=1, server=server) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def _connect(cluster: Cluster) -> socket.socket:

@@ -14,7 +14,7 @@ from typing import Iterator
 import pytest
 import requests
 
-from support.cluster import Cluster
+from support.cluster import Cluster, running_cluster
 from support.http import assert_error
 
 
@@ -23,13 +23,9 @@ WRITE = {"op": "update", "item": 1, "stock_delta": 1}
 
 @pytest.fixture
 def catalog_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("fail-stop"), replicas=1)
-    c.start()
-    try:
+    with running_cluster(tmp_path_factory.mktemp("fail-stop"), replicas=1) as c:
         requests.get(f"{c.frontend_url}/lookup/1", timeout=15).raise_for_status()
         yield c
-    finally:
-        c.stop()
 
 
 def _fail_catalog_disk(c: Cluster) -> None:

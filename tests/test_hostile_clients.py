@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from support.cluster import LIVE, Cluster
+from support.cluster import LIVE, Cluster, running_cluster
 
 FULL = os.environ.get("PYGMY_HOSTILE_FULL") == "1"
 SLOWLORIS, STORM, SECONDS, CAP = (3000, 20_000, 40.0, 8000) if FULL else (300, 2000, 15.0, 1000)
@@ -31,12 +31,8 @@ HOSTILE = Path(__file__).parent / "support" / "hostile.py"
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory: pytest.TempPathFactory):
     server = {"header_timeout_s": HEADER_TIMEOUT, "keepalive_s": 30.0, "max_connections": CAP}
-    c = Cluster(tmp_path_factory.mktemp("hostile"), replicas=1, server=server)
-    c.start()
-    try:
+    with running_cluster(tmp_path_factory.mktemp("hostile"), replicas=1, server=server) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def _lookups_during(proc: subprocess.Popen[bytes], url: str, limit: int = 2000) -> tuple[int, list[str], float]:

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from pygmy.common.tier_client import POOL_WAIT
-from support.cluster import Cluster
+from support.cluster import Cluster, running_cluster
 from support.http import Api
 
 BUYS = 2000  # concurrent, each on its own connection: far more than the frontend's pool of 64 per tier
@@ -22,12 +22,8 @@ BUYS = 2000  # concurrent, each on its own connection: far more than the fronten
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("overload"), replicas=1)
-    c.start()
-    try:
+    with running_cluster(tmp_path_factory.mktemp("overload"), replicas=1) as c:
         yield c
-    finally:
-        c.stop()
 
 
 async def _buy_all(url: str, item: int) -> list[tuple[int, str, float, bool]]:
