@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-long install bench bench-tiers bench-cache bench-all sim clean browser-deps screenshots
+.PHONY: run test test-long test-hostile install bench bench-tiers bench-cache bench-all sim clean browser-deps screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,3 +58,7 @@ bench-all: $(STAMP)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache
+
+# The full hostile-client attack of docs/hostile-clients.md: 3,000 slowloris connections and a 20,000-connection storm.
+test-hostile: $(STAMP)
+	PYGMY_HOSTILE_FULL=1 $(BIN)/python -m pytest -q -s tests/test_hostile_clients.py

@@ -120,6 +120,27 @@ class RaftSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class ServerSettings:
+    """The `[server]` table: how long a client may take, and how many connections a process holds
+    (enforced by `pygmy.common.connections`)."""
+
+    header_timeout_s: float = 10.0
+    # Longer than the tier client's own pool keep-alive (aiohttp's 15 s), so a pooled connection is
+    # closed by the client that reuses it, never by this server just as it is reused.
+    keepalive_s: float = 75.0
+    max_connections: int = 10_000
+
+    def __post_init__(self) -> None:
+        for key in ("header_timeout_s", "keepalive_s"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
+                raise ConfigError(f"server.{key} must be a number of seconds in (0, 3600], not {value!r}")
+        cap = self.max_connections
+        if isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= 1_000_000:
+            raise ConfigError(f"server.max_connections must be an integer from 1 to 1000000, not {cap!r}")
+
+
+@dataclasses.dataclass(frozen=True)
 class FrontendSettings:
     """The `[frontend]` table: how a frontend watches the replicas and how long it tries before a 503."""
 
@@ -214,6 +235,7 @@ class Config:
     frontend: FrontendSettings = FrontendSettings()
     cache: CacheSettings = CacheSettings()
     control: ControlSettings = ControlSettings()
+    server: ServerSettings = ServerSettings()
     # Recorded by every Raft member at its first start, so a node never joins another cluster's group.
     cluster_id: str | None = None
     # Where the configuration came from, so child processes can be handed the same file.
@@ -296,6 +318,7 @@ def parse(text: str, *, base_dir: Path | None = None, source: Path | None = None
         frontend=_parse_table("frontend", FrontendSettings, raw.get("frontend", {})),
         cache=_parse_table("cache", CacheSettings, raw.get("cache", {})),
         control=_parse_table("control", ControlSettings, raw.get("control", {})),
+        server=_parse_table("server", ServerSettings, raw.get("server", {})),
         cluster_id=cluster_id,
         source=source,
         tls=_parse_tls(raw.get("tls", {}), base_dir),
@@ -346,6 +369,7 @@ def dump(config: Config) -> str:
         doc["tls"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config.tls).items() if v is not None}
     doc["cache"] = dataclasses.asdict(config.cache)
     doc["control"] = dataclasses.asdict(config.control)
+    doc["server"] = dataclasses.asdict(config.server)
     doc["nodes"] = [
         {k: v for k, v in dataclasses.asdict(n).items() if v is not None and k != "scheme"} for n in config.nodes
     ]
@@ -353,7 +377,7 @@ def dump(config: Config) -> str:
 
 
 def _parse_table(name: str, settings: Any, raw: Any) -> Any:
-    """A settings table (`[raft]`, `[frontend]`, `[cache]`, `[control]`) as its dataclass; unknown keys are refused by name."""
+    """A settings table (`[raft]`, `[frontend]`, `[cache]`, `[control]`, `[server]`) as its dataclass; unknown keys are refused by name."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{name} must be a table ([{name}])")
     known = {f.name for f in dataclasses.fields(settings)}

@@ -21,7 +21,7 @@ from pygmy.catalog.machine import CatalogMachine
 from pygmy.catalog.state_machine import validate_update
 from pygmy.common.errors import bad_request, not_found, unavailable
 from pygmy.common.jsonio import read_json_object
-from pygmy.common.params import parse_id, parse_page
+from pygmy.common.params import in_id_range, ints_fit_sqlite, parse_id, parse_page
 from pygmy.common.server import make_app
 from pygmy.common.tier_client import TierClient
 from pygmy.common.tls import client_context
@@ -72,8 +72,10 @@ async def ledger(request: web.Request) -> web.Response:
 async def apply_command(request: web.Request) -> web.Response:
     command = await read_json_object(request)
     op = command.get("op")
-    if op not in WRITE_OPS:
+    if not isinstance(op, str) or op not in WRITE_OPS:
         raise bad_request(f"unknown catalog command {op!r}", "bad_body")
+    if not ints_fit_sqlite(command) or ("item" in command and not in_id_range(command["item"])):
+        raise bad_request("item must be a positive integer below 2**63, and every number in range", "bad_body")
     if op == "update":
         try:
             validate_update(command)

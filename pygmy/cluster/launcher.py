@@ -11,7 +11,7 @@ Files it keeps in the data directory:
 - `cluster.json`: the cluster id and the names of the nodes that have ever started, so a node whose
   directory is later found empty is known to have lost its data (it rejoins instead of bootstrapping);
 - `pids.json`: node name -> PID of every running node, for operators and tests;
-- `logs/<name>.log`: each node's output, appended across restarts.
+- `logs/<name>.log`: each node's output, appended across restarts, rotated at 10 MiB (5 kept; `pygmy.common.logfiles`).
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Callable
 
+from pygmy.cluster.credentials import ensure_secrets, private_umask, require_secrets, secrets_path
 from pygmy.cluster.dirlock import lock_directory, unlock_directory
 from pygmy.cluster.parent import parent_environment
-from pygmy.cluster.credentials import ensure_secrets, private_umask, require_secrets, secrets_path
+from pygmy.common.logfiles import LOG_FILE_ENV
 from pygmy.common.tls import ensure_certificates
 from pygmy.config import Config, ConfigError, Node, dump
 
@@ -166,7 +167,9 @@ class Supervisor:
             self.report(f"{node.name} lost its data; it rejoins and is rebuilt from its peers")
         log_file = open(self.log_dir / f"{node.name}.log", "ab")
         self._logs.append(log_file)
-        env = {**os.environ, "PYGMY_RESTARTS": str(member.restarts), **parent_environment()}
+        # The child logs to the same file through a handler that rotates it (pygmy.common.logfiles).
+        env = {**os.environ, "PYGMY_RESTARTS": str(member.restarts), **parent_environment(),
+               LOG_FILE_ENV: str(self.log_dir / f"{node.name}.log")}
         member.proc = subprocess.Popen(
             self.command(node, join),
             stdout=log_file,

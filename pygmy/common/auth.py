@@ -19,12 +19,17 @@ def internal_auth_middleware(secret: str):  # type: ignore[no-untyped-def]
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith(INTERNAL_PREFIX):
-            given = request.headers.get(SECRET_HEADER, "").encode()
+            given = header_bytes(request.headers.get(SECRET_HEADER, ""))
             if not hmac.compare_digest(given, expected):
                 raise ApiError(403, "forbidden", "internal endpoint: cluster secret required")
         return await handler(request)
 
     return middleware
+
+
+def header_bytes(value: str) -> bytes:
+    """A header's bytes as sent: aiohttp decodes bytes that are not UTF-8 as lone surrogates."""
+    return value.encode("utf-8", "surrogateescape")
 
 
 def require_admin(request: web.Request, token: str) -> None:
@@ -38,5 +43,5 @@ def require_admin(request: web.Request, token: str) -> None:
             "admin endpoint: send 'Authorization: Bearer <admin token>'",
             headers={"WWW-Authenticate": 'Bearer realm="pygmy-admin"'},
         )
-    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+    if not hmac.compare_digest(header_bytes(given.strip()), token.encode()):
         raise ApiError(403, "forbidden", "admin token is not valid")

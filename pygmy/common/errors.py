@@ -11,6 +11,8 @@ import logging
 from typing import Awaitable, Callable, Mapping
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from pygmy.common.jsonio import json_response
 
@@ -80,9 +82,24 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         message = _http_message(exc)
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return error_response(ApiError(exc.status, code, message, headers=headers))
+    except (RequestPayloadError, HttpProcessingError) as exc:
+        # The client's body broke while it was read (a gzip that is not gzip, a broken chunk): its fault.
+        log.info("%s %s: unreadable request body (%s)", request.method, request.path, one_line(exc.__cause__ or exc))
+        response = error_response(ApiError(400, "bad_body", "the request body could not be read or decoded"))
+        response.force_close()  # what is left of the body cannot be parsed: the connection is not reusable
+        return response
+    except ConnectionResetError:
+        # The client hung up mid-request (while its body was read): nothing to answer, nothing broken.
+        log.info("%s %s: the client closed the connection before its request was complete", request.method, request.path)
+        return error_response(ApiError(400, "incomplete_request", "the connection closed before the request was complete"))
     except Exception:  # the last line of defence: log it, answer with JSON, never a traceback
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(ApiError(500, "internal", "internal error; see the server log"))
+
+
+def one_line(value: object) -> str:
+    """An exception's text on one line (aiohttp's parser errors quote the bad bytes over several)."""
+    return " ".join(str(value).split())
 
 
 def _http_message(exc: web.HTTPException) -> str:

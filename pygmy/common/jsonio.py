@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping
 
 import orjson
@@ -37,4 +38,20 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
         raise bad_request("request body is not valid JSON", "bad_body") from None
     if not isinstance(value, dict):
         raise bad_request("request body must be a JSON object", "bad_body")
+    if _has_duplicate_keys(raw):
+        raise bad_request("request body has a key more than once", "bad_body")
     return value
+
+
+def _has_duplicate_keys(raw: bytes) -> bool:
+    """orjson keeps the last of two equal keys silently; which one a reader sees must not be a guess."""
+    found = False
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal found
+        keys = [k for k, _ in items]
+        found = found or len(set(keys)) != len(keys)
+        return dict(items)
+
+    json.loads(raw, object_pairs_hook=pairs)
+    return found

@@ -16,6 +16,19 @@ import orjson
 from pygmy.common.auth import SECRET_HEADER
 
 
+POOL_WAIT = 3.0  # seconds a request may wait for a pooled connection (and connect) before it is refused
+
+
+async def _headers_sent(_: aiohttp.ClientSession, context: Any, __: Any) -> None:
+    context.trace_request_ctx["sent"] = True
+
+
+# Only a request whose headers went out can have reached the tier; before that, its outcome is known: none.
+_SENT_TRACE = aiohttp.TraceConfig()
+_SENT_TRACE.on_request_headers_sent.append(_headers_sent)
+_SENT_TRACE.freeze()
+
+
 class TierUnavailable(Exception):
     """The tier did not answer (refused, reset, or timed out).
 
@@ -37,10 +50,16 @@ class Reply:
 
 
 class TierClient:
-    def __init__(self, secret: str, *, timeout: float = 5.0, per_host: int = 64, ssl: ssl_module.SSLContext | None = None) -> None:
+    def __init__(
+        self, secret: str, *, timeout: float = 5.0, per_host: int = 64, pool_wait: float = POOL_WAIT,
+        ssl: ssl_module.SSLContext | None = None,
+    ) -> None:
         self._secret = secret
         self._ssl = ssl  # verifies https nodes against the cluster's CA (pygmy.common.tls)
-        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=3.0)
+        # `connect` bounds the wait for a pooled connection plus connecting: a request that cannot get one
+        # in time is refused as never sent (load shedding). The answer then has `timeout` seconds of its
+        # own (sock_read), so time spent queueing for the pool never turns a sent request into a timeout.
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=pool_wait, sock_connect=3.0, sock_read=timeout)
         # A bounded pool per tier: a burst of requests queues for a warm keep-alive connection instead
         # of opening hundreds of sockets at once and overflowing the next tier's accept backlog.
         self._per_host = per_host
@@ -52,6 +71,7 @@ class TierClient:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, limit_per_host=self._per_host, ttl_dns_cache=300,
                                                ssl=self._ssl or True),
+                trace_configs=[_SENT_TRACE],
                 timeout=self._timeout,
                 headers={SECRET_HEADER: self._secret},
                 json_serialize=lambda v: orjson.dumps(v).decode(),
@@ -78,15 +98,18 @@ class TierClient:
             kwargs["headers"]["Content-Type"] = "application/json"
         if timeout is not None:
             kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout)
+        progress: dict[str, bool] = {}  # set by the trace once the request's headers are on the wire
         try:
-            async with session.request(method, url, **kwargs) as resp:
+            async with session.request(method, url, trace_request_ctx=progress, **kwargs) as resp:
                 raw = await resp.read()
                 body = orjson.loads(raw) if raw else None
                 return Reply(resp.status, body, resp.headers.get("Server-Timing"), dict(resp.headers))
         except aiohttp.ClientConnectorError as exc:
             raise TierUnavailable(f"{method} {url}: cannot connect: {exc}", sent=False) from exc
         except (aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError) as exc:
-            raise TierUnavailable(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
+            sent = progress.get("sent", False)
+            what = "" if sent else " (never sent: no connection in time)"
+            raise TierUnavailable(f"{method} {url}: {type(exc).__name__}: {exc}{what}", sent=sent) from exc
 
     async def close(self) -> None:
         if self._session is not None:

@@ -73,6 +73,12 @@ async def _call_reply(
     if reply.status == 503 and isinstance(error, dict):
         raise unavailable(str(error.get("message")), code=str(error.get("code", "unavailable")))
     log.error("%s tier answered %d: %s", tier, reply.status, reply.body)
+    if method == "POST":
+        # It received the request and failed somewhere in it: the write may have been carried out.
+        raise unavailable(
+            f"the {tier} tier failed while handling the request; it may or may not have been carried out",
+            code="outcome_unknown",
+        )
     raise unavailable(f"the {tier} tier could not answer; retry shortly")
 
 

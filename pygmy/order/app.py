@@ -11,7 +11,7 @@ from aiohttp import web
 
 from pygmy.common.errors import bad_request, not_found
 from pygmy.common.jsonio import read_json_object
-from pygmy.common.params import parse_id, parse_idempotency_key, parse_page
+from pygmy.common.params import in_id_range, parse_id, parse_idempotency_key, parse_page
 from pygmy.common.server import make_app
 from pygmy.common.tier_client import TierClient
 from pygmy.common.tls import client_context
@@ -30,8 +30,8 @@ BUYS = web.AppKey("buy_service", BuyService)
 async def buy(request: web.Request) -> web.Response:
     body = await read_json_object(request)
     item, key = body.get("item"), parse_idempotency_key(body.get("idempotency_key"))
-    if not isinstance(item, int) or isinstance(item, bool) or item <= 0:
-        raise bad_request("item must be a positive integer", "bad_item")
+    if not in_id_range(item):
+        raise bad_request("item must be a positive integer below 2**63", "bad_item")
 
     async def run() -> web.Response:
         order, timings = await request.app[BUYS].buy(item, key)

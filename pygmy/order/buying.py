@@ -46,13 +46,51 @@ class BuyService:
         self._in_flight: dict[int, asyncio.Task[tuple[Order, list[str]]]] = {}
         self._seen_pending: set[int] = set()  # pending at the previous sweep (not just begun)
         self._watermark_sent = 0
+        self._known_items: set[int] = set()
+        self._item_lookups: dict[int, asyncio.Future[Reply]] = {}
 
     async def buy(self, item: int, key: str | None) -> tuple[Order, list[str]]:
         """The settled order and the catalog's Server-Timing entries; ApiError for 404/409/503.
 
         Runs on the leader; NotLeader or ProposalDropped from the `begin` pass up (the HTTP layer goes to
-        the new leader, and retries a buy with a key, which opens one order however often it is sent)."""
+        the new leader, and retries a buy with a key, which opens one order however often it is sent).
+        After `begin`, a keyless buy that loses its leader is `outcome_unknown`: sent again, it would open
+        a second order."""
+        await self._check_item_exists(item)
         result = await self.replica.propose({"op": "begin", "item": item, "time": _now(), "idempotency_key": key})
+        try:
+            return await self._finish(result, key)
+        except (NotLeader, ProposalDropped):
+            if key is not None:
+                raise  # the retry finds the order its key opened
+            raise unavailable(
+                "the order leader changed during the buy; it may or may not have been carried out",
+                code="outcome_unknown",
+            ) from None
+
+    async def _check_item_exists(self, item: int) -> None:
+        """Refuse a buy of an unknown item before anything is written (no order row, no catalog request).
+
+        Books are never deleted, so an item once seen needs no second lookup."""
+        if item in self._known_items:
+            return
+        # Concurrent buys of a new item share one lookup rather than queueing a lookup each.
+        lookup = self._item_lookups.get(item)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self.catalog.call("GET", f"/internal/books/{item}", idempotent=True))
+            self._item_lookups[item] = lookup
+            lookup.add_done_callback(lambda _: self._item_lookups.pop(item, None))
+        try:
+            reply = await asyncio.shield(lookup)
+        except TierUnavailable:
+            raise unavailable("the catalog tier cannot be reached; retry shortly") from None
+        if reply.status == 404:
+            raise not_found(f"no book with id {item}", "unknown_item")
+        if reply.status != 200:
+            raise unavailable("the catalog cannot say whether the book exists yet; retry shortly")
+        self._known_items.add(item)
+
+    async def _finish(self, result: dict[str, Any], key: str | None) -> tuple[Order, list[str]]:
         if result.get("error") == "key_reused":
             raise ApiError(422, "idempotency_key_reused", "this Idempotency-Key was used to buy another item")
         order = order_from_state(result["order"])

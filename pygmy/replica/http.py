@@ -35,6 +35,7 @@ from pygmy.common.deadline import deadline_header, wait_bound
 from pygmy.common.errors import ApiError, bad_request, unavailable
 from pygmy.common.jsonio import json_response
 from pygmy.common.tier_client import TierClient, TierUnavailable
+from pygmy.raft.node import GroupFailed
 from pygmy.replica.group import LEADER_WAIT, NoLeader, NotLeader, ProposalDropped, ReadTimeout, Replica
 
 FORWARDED = "X-Pygmy-Forwarded"
@@ -99,7 +100,19 @@ def run_replica(
     app.cleanup_ctx.append(lifecycle)
 
 
+@web.middleware
+async def group_failed_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """A replica whose group fail-stopped (GroupFailed) answers 503: a write may have reached the log."""
+    try:
+        return await handler(request)
+    except GroupFailed:
+        code = "outcome_unknown" if request.method == "POST" else "unavailable"
+        raise unavailable(f"{request.app[REPLICA].node.name} has stopped serving its group; ask another replica",
+                          code=code) from None
+
+
 def add_replica_routes(app: web.Application, replica: Replica, tiers: TierClient) -> None:
+    app.middlewares.append(group_failed_middleware)  # innermost: the error middleware renders its 503
     app[REPLICA] = replica
     app[TIERS] = tiers
     app.router.add_get("/internal/status", status_route)

@@ -121,6 +121,7 @@ class Cluster:
         cache: dict[str, int | bool] | None = None,
         env: dict[str, dict[str, str]] | None = None,
         control: bool = False,
+        server: dict[str, float] | None = None,
     ) -> None:
         self.root = root
         # False: the configuration names no secrets, so `pygmy up` generates them (read back after start).
@@ -133,6 +134,7 @@ class Cluster:
         # Extra environment per node name, e.g. {"frontend-1": {"PYGMY_TEST_FILL_DELAY_MS": "800"}} (test hooks).
         self.env = env or {}
         self.frontends = frontends
+        self.server = server or {}  # a [server] table, e.g. {"max_connections": 1000}
         self.root.mkdir(parents=True, exist_ok=True)
         self.mode = mode
         self.catalog_file = catalog_file
@@ -191,6 +193,8 @@ class Cluster:
             lines += ["", "[cache]", *(f"{key} = {str(value).lower()}" for key, value in self.cache.items())]
         if self.control_port is not None:
             lines += ["", "[control]", "enabled = true", f"port = {self.control_port}"]
+        if self.server:
+            lines += ["", "[server]", *(f"{key} = {value}" for key, value in self.server.items())]
         return "\n".join(lines) + "\n"
 
     def set_cluster_id(self, cluster_id: str) -> None:
