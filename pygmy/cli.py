@@ -97,6 +97,8 @@ def up(
         cfg = _or_exit(lambda: cfg.with_replicas(replicas))
     if control is not None:
         cfg = cfg.with_overrides(control=dataclasses.replace(cfg.control, enabled=control))
+    if cfg.admin_token:  # else `pygmy up` generates a strong one, checked after start
+        _or_exit(lambda: check_binding(cfg))
     _check_catalog_file(cfg)
     supervisor = Supervisor(cfg, restart=restart, report=_report)
     _lock_or_exit(supervisor)

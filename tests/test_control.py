@@ -171,11 +171,12 @@ def until(what: str, check: Callable[[], Any], timeout: float = DEADLINE) -> Any
     raise AssertionError(f"not within {timeout:g} s: {what}")
 
 
-def test_up_refuses_a_control_endpoint_off_loopback_with_the_built_in_token(tmp_path: Path) -> None:
+def test_up_refuses_a_control_endpoint_off_loopback_with_a_published_token(tmp_path: Path) -> None:
     config = tmp_path / "pygmy.toml"
     from pygmy.config import DEFAULT_TOML
 
-    config.write_text(DEFAULT_TOML + '\n[control]\nenabled = true\nhost = "0.0.0.0"\n')
+    # The token an earlier README printed: anyone could kill nodes with it.
+    config.write_text('admin_token = "pygmy-admin"\n' + DEFAULT_TOML + '\n[control]\nenabled = true\nhost = "0.0.0.0"\n')
     assert "off loopback" in failed_cleanly(run_pygmy("up", "--config", str(config), "--data-dir", str(tmp_path / "d")))
 
 

@@ -10,13 +10,13 @@ Supervisor's lock, so a kill and the restart the Supervisor then makes never rac
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import threading
 from typing import Any
 
 from aiohttp import web
 
+from pygmy.cluster.credentials import MIN_SECRET_LENGTH, is_loopback, weakness
 from pygmy.cluster.launcher import Supervisor
 from pygmy.cluster.load import Load, LoadError, LoadSpec
 from pygmy.common.auth import require_admin
@@ -24,37 +24,27 @@ from pygmy.common.errors import ApiError, Handler, bad_request, error_middleware
 from pygmy.common.jsonio import json_response, read_json_object
 from pygmy.common.tier_client import TierClient, TierUnavailable
 from pygmy.common.timing import server_timing_middleware
-from pygmy.config import DEFAULT_TOML, Config, ConfigError, ControlSettings, parse
+from pygmy.config import Config, ConfigError, ControlSettings
 
 log = logging.getLogger(__name__)
 
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
 STATE = web.AppKey("control_state", dict)
-MIN_TOKEN_OFF_LOOPBACK = 16
 TRANSFER_TIMEOUT = 5.0
 
 
 def check_binding(config: Config) -> None:
     """Off loopback, anyone who can reach the port can kill nodes with the token: refuse a weak one."""
     settings = config.control
-    if not settings.enabled or _is_loopback(settings.host):
+    if not settings.enabled or is_loopback(settings.host):
         return
-    default_token = parse(DEFAULT_TOML).admin_token
-    if config.admin_token == default_token or len(config.admin_token) < MIN_TOKEN_OFF_LOOPBACK:
+    why = weakness(config.admin_token)
+    if why is not None:
         raise ConfigError(
-            f"the control endpoint would listen on {settings.host}, off loopback, with the built-in or a short admin "
-            f"token: set admin_token to a secret of at least {MIN_TOKEN_OFF_LOOPBACK} characters, or keep "
+            f"the control endpoint would listen on {settings.host}, off loopback, with an admin token that is {why}: "
+            f"set admin_token to a random secret of at least {MIN_SECRET_LENGTH} characters, or keep "
             f"[control] host = \"127.0.0.1\""
         )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # -- routes ------------------------------------------------------------------------------------------

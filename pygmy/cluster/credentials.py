@@ -70,14 +70,22 @@ def require_secrets(config: Config, node: Node | None = None) -> None:
     if not exposed:
         return
     for key in SECRET_KEYS:
-        value = getattr(config, key)
-        if value in PUBLISHED_SECRETS or len(value) < MIN_SECRET_LENGTH:
-            why = "a published default" if value in PUBLISHED_SECRETS else f"shorter than {MIN_SECRET_LENGTH} characters"
+        why = weakness(getattr(config, key))
+        if why is not None:
             raise ConfigError(
                 f"{exposed[0].name} would listen on {exposed[0].host}, beyond this machine, with a {key} that is {why}: "
                 f"set {key} in the configuration to a random value (python -c 'import secrets; "
                 f"print(secrets.token_urlsafe(32))'), or remove it to have `pygmy up` generate one"
             )
+
+
+def weakness(secret: str) -> str | None:
+    """Why `secret` must not guard anything reachable beyond this machine, or None if it may."""
+    if secret in PUBLISHED_SECRETS:
+        return "a published default"
+    if len(secret) < MIN_SECRET_LENGTH:
+        return f"shorter than {MIN_SECRET_LENGTH} characters"
+    return None
 
 
 def is_loopback(host: str) -> bool:
