@@ -141,7 +141,9 @@ def _kill_leader_when(cluster: Cluster, kind: str, done: Callable[[], int], afte
     while done() < after and time.monotonic() < deadline:
         time.sleep(0.01)
     leader = leader_of(cluster, kind)
-    killed, back = _crash_restart(cluster, kind, leader, 1.0)
+    # Down for longer than an election plus one cache lease (a new catalog leader's first invalidating
+    # write waits that long), so answers do come back while it is dead.
+    killed, back = _crash_restart(cluster, kind, leader, 3.0)
     return f"{kind}-{leader}", killed, back
 
 

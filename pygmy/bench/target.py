@@ -76,7 +76,7 @@ def spawned(*, replicas: int = 3, frontends: int = 1, cache: bool = True,
         poller.start()
         yield Target(
             frontends=tuple(n.url for n in config.of_kind("frontend")),
-            admin_token=config.admin_token,
+            admin_token=supervisor.config.admin_token,  # generated at start when the config names none
             control_url=config.control.url,
             cache=cache if cache_switch_exists() else None,
         )
