@@ -12,6 +12,7 @@ from aiohttp import web
 from pygmy.common.auth import internal_auth_middleware
 from pygmy.common.errors import ApiError, Handler, error_middleware
 from pygmy.common.metrics import metrics_handler, metrics_middleware
+from pygmy.common.probes import livez
 from pygmy.common.timing import server_timing_middleware
 
 # Requests carry small JSON; anything bigger is refused with 413 before a handler runs.
@@ -41,6 +42,7 @@ def make_app(tier: str, cluster_secret: str) -> web.Application:
         ],
     )
     app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/livez", livez)
     return app
 
 

@@ -19,6 +19,7 @@ from pygmy.common.server import make_app
 from pygmy.common.tier_client import TierClient, TierUnavailable
 from pygmy.common.timing import add_downstream
 from pygmy.config import Config
+from pygmy.frontend.readiness import readyz
 from pygmy.replica.client import GroupClient
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,7 @@ async def create_app(config: Config) -> web.Application:
     r.add_get("/orders/{order_id}", get_order)
     r.add_post("/admin/books/{item}", update_book)
     r.add_get("/health", health)
+    r.add_get("/readyz", readyz)
     r.add_get("/openapi.json", openapi)
 
     async def close(_: web.Application) -> None:

@@ -35,6 +35,7 @@ from pygmy.common.errors import ApiError, bad_request, unavailable
 from pygmy.common.jsonio import json_response
 from pygmy.common.tier_client import TierClient, TierUnavailable
 from pygmy.replica.group import LEADER_WAIT, NoLeader, NotLeader, ProposalDropped, ReadTimeout, Replica
+from pygmy.replica.readiness import readyz
 
 FORWARDED = "X-Pygmy-Forwarded"
 INDEX = "X-Pygmy-Index"
@@ -101,6 +102,7 @@ def run_replica(
 def add_replica_routes(app: web.Application, replica: Replica, tiers: TierClient) -> None:
     app[REPLICA] = replica
     app[TIERS] = tiers
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/internal/status", status_route)
     app.router.add_get("/internal/read-index", read_index_route)
     app.router.add_post("/internal/digest", digest_route)
