@@ -40,7 +40,7 @@ def run_node(config: Config, kind: NodeKind, node_id: int, *, join: bool = False
 
         return await frontend_app(config)
 
-    exit_if_storage_damaged(lambda: serve(factory, node.host, node.port, node.name), node.name, str(config.node_dir(node)))
+    exit_if_storage_damaged(lambda: serve(factory, config.bind_host or node.host, node.port, node.name), node.name, str(config.node_dir(node)))
 
 
 def exit_if_storage_damaged(run: Callable[[], None], name: str, directory: str) -> None:

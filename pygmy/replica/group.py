@@ -13,6 +13,7 @@ index the state was read at (`index`), so a caller (the frontend's cache) knows 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -48,7 +49,7 @@ class Replica:
         cluster = config.cluster_id or "pygmy"
         self.group = RaftGroup(
             node.id, peers, config.node_dir(node) / "raft", config.cluster_secret, machine,
-            config.raft.group_options(), join=join, cluster_id=f"{cluster}/{node.kind}",
+            dataclasses.replace(config.raft.group_options(), listen_host=config.bind_host), join=join, cluster_id=f"{cluster}/{node.kind}",
         )
         self.started = time.time()
         self._watch: asyncio.Task[None] | None = None

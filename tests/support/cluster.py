@@ -23,6 +23,8 @@ from typing import Iterator, Literal
 
 import requests
 
+from pygmy.config_env import ENV_KEYS
+
 PYTHON = sys.executable
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
@@ -124,8 +126,10 @@ class Cluster:
         ready_timeout: float = READY_TIMEOUT,
         replicas: int = REPLICAS,
         raft: dict[str, int] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.root = root
+        self.env = env or {}  # variables every node is started with (e.g. PYGMY_BIND_HOST)
         self.raft = raft or {}  # a [raft] table for the configuration, e.g. {"snapshot_every": 50}
         self.root.mkdir(parents=True, exist_ok=True)
         self.mode = mode
@@ -216,7 +220,10 @@ class Cluster:
     def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
         log = open(self.logs_dir / f"{log_name}.log", "ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("PYGMY_ADMIN_TOKEN", None)
+        # The nodes read their configuration from the file this cluster wrote, not from the test's shell.
+        for variable in (*ENV_KEYS, "PYGMY_CONFIG"):
+            env.pop(variable, None)
+        env.update(self.env)
         try:
             proc = subprocess.Popen(
                 pygmy_command(*args), stdout=log, stderr=subprocess.STDOUT, cwd=self.root, env=env,
