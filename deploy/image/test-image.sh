@@ -28,6 +28,8 @@ fi
 say "building the project's wheels"
 rm -rf "$WORK/wheels"
 "$PYTHON" -m pip wheel --quiet --wheel-dir "$WORK/wheels" .
+# and the build backend pyproject.toml names, which pip fetches to build pygmy inside the image
+"$PYTHON" -m pip download --quiet --dest "$WORK/wheels" "setuptools>=77"
 
 say "podman build --isolation chroot"
 podman build --isolation chroot --build-arg BASE="$BASE_TAG" \
