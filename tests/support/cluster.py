@@ -103,6 +103,7 @@ class NodeSpec:
     id: int
     port: int
     raft_port: int
+    host: str = "127.0.0.1"  # another address when the node runs in a network namespace of its own
 
     @property
     def name(self) -> str:
@@ -110,7 +111,7 @@ class NodeSpec:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
 
 class Cluster:
@@ -168,7 +169,7 @@ class Cluster:
         if self.cluster_id is not None:
             lines.append(f'cluster_id = "{self.cluster_id}"')
         for n in self.nodes:
-            lines += ["", "[[nodes]]", f'kind = "{n.kind}"', f"id = {n.id}", 'host = "127.0.0.1"', f"port = {n.port}"]
+            lines += ["", "[[nodes]]", f'kind = "{n.kind}"', f"id = {n.id}", f'host = "{n.host}"', f"port = {n.port}"]
             if n.kind != "frontend":
                 lines.append(f"raft_port = {n.raft_port}")
         if self.raft:
@@ -226,13 +227,17 @@ class Cluster:
         env.update(self.env)
         try:
             proc = subprocess.Popen(
-                pygmy_command(*args), stdout=log, stderr=subprocess.STDOUT, cwd=self.root, env=env,
+                self.command(args, log_name), stdout=log, stderr=subprocess.STDOUT, cwd=self.root, env=env,
                 start_new_session=True,  # a Ctrl-C in the test terminal must not reach the nodes
             )
         finally:
             log.close()
         LIVE[proc.pid] = proc
         return proc
+
+    def command(self, args: list[str], log_name: str) -> list[str]:
+        """The command line of a `pygmy` process (a subclass runs it inside a network namespace)."""
+        return pygmy_command(*args)
 
     def _common_flags(self) -> list[str]:
         flags = ["--config", str(self.config_path)]
