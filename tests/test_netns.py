@@ -96,3 +96,22 @@ def test_an_isolated_catalog_leader_commits_nothing_and_rejoins_after_the_heal(n
              and s["applied"] >= new["commit"], what=f"{old_name} to catch up")
     result = pygmy_check(cluster)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_frontend_cut_from_each_tiers_leader_keeps_serving_through_the_followers(netns_cluster: NetnsCluster) -> None:
+    cluster = netns_cluster
+    api = Api(cluster.frontend_url, cluster.admin_token)
+    api.set_stock(2, 50)
+    orders_before = api.order_count()
+    # The leaders are the replicas the frontend tries first; the followers forward to them.
+    cut = [f"{kind}-{cluster.leader(kind)[0]}" for kind in ("catalog", "order")]
+    cluster.network.cut("frontend-0", cut)
+    try:
+        for _ in range(10):
+            api.bought(2)
+            assert api.lookup(2)["id"] == 2
+            assert api.search("ds")["items"]
+        assert api.stock(2) == 40 and api.order_count() == orders_before + 10
+    finally:
+        cluster.network.heal("frontend-0")
+    assert [f"{kind}-{cluster.leader(kind)[0]}" for kind in ("catalog", "order")] == cut  # no election was needed

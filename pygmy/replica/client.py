@@ -18,6 +18,9 @@ from pygmy.common.tier_client import Reply, TierClient, TierUnavailable
 
 LEADER_HEADER = "X-Pygmy-Leader"
 RETRY_PAUSE = 0.05
+# A replica that did not answer is tried last for this long: behind a partition every attempt costs a
+# connect timeout, and the others keep naming it leader, so without this each request would pay again.
+SUSPECT_SECONDS = 30.0
 
 
 class GroupClient:
@@ -27,15 +30,18 @@ class GroupClient:
         self.deadline = deadline
         self.leader: str | None = None  # learned from the X-Pygmy-Leader header of any answer
         self._turn = itertools.count()
+        self._suspect: dict[str, float] = {}  # url -> until when (monotonic) it is tried last
 
     def order(self, prefer_leader: bool) -> list[str]:
-        """Replicas in the order to try: the leader first (for writes), else a rotation (to spread reads)."""
+        """Replicas in the order to try: the leader first (for writes), else a rotation (to spread reads);
+        those that recently did not answer last."""
         start = next(self._turn) % len(self.urls)
         rotation = self.urls[start:] + self.urls[:start]
         if prefer_leader and self.leader in rotation:
             rotation.remove(self.leader)
             rotation.insert(0, self.leader)
-        return rotation
+        now = time.monotonic()
+        return sorted(rotation, key=lambda url: self._suspect.get(url, 0.0) > now)  # stable: keeps the order
 
     async def call(
         self,
@@ -62,6 +68,7 @@ class GroupClient:
                     reply = await self.tiers.call(method, url + path, json=json, params=params, timeout=timeout)
                 except TierUnavailable as exc:
                     last = exc
+                    self._suspect[url] = time.monotonic() + SUSPECT_SECONDS
                     if self.leader == url:
                         self.leader = None
                     refused += not exc.sent
@@ -70,6 +77,7 @@ class GroupClient:
                         if not idempotent:
                             raise
                     continue
+                self._suspect.pop(url, None)
                 self._learn(reply)
                 if reply.status != 503:
                     return reply
