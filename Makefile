@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-long test-image install bench bench-tiers sim clean
+.PHONY: run test test-long test-netns-loss test-image install bench bench-tiers sim clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP)
 # The randomized crash test for five minutes instead of the 40 s `make test` gives it (seed printed).
 test-long: $(STAMP)
 	PYGMY_FAULT_SECONDS=300 $(BIN)/python -m pytest -q tests/test_replication_faults.py -k random -s
+
+# 5% random packet loss between all nodes in network namespaces (root; about a minute).
+test-netns-loss: $(STAMP)
+	PYGMY_NETNS_LOSS=1 $(BIN)/python -m pytest -q tests/test_netns.py -k loss -s
 
 # Opt-in (root, a few minutes): build the Dockerfile with podman on a base made by mmdebstrap, run pygmy --help in it.
 test-image: $(STAMP)
