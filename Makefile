@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-long test-hostile install bench bench-tiers bench-cache bench-all sim clean browser-deps screenshots
+.PHONY: run test test-long test-hostile test-netns-loss test-image install bench bench-tiers bench-cache bench-all sim clean browser-deps screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,14 @@ screenshots: $(STAMP) browser-deps
 # The randomized crash test for five minutes instead of the 40 s `make test` gives it (seed printed).
 test-long: $(STAMP)
 	PYGMY_FAULT_SECONDS=300 $(BIN)/python -m pytest -q tests/test_replication_faults.py -k random -s
+
+# 5% random packet loss between all nodes in network namespaces (root; about a minute).
+test-netns-loss: $(STAMP)
+	PYGMY_NETNS_LOSS=1 $(BIN)/python -m pytest -q tests/test_netns.py -k loss -s
+
+# Opt-in (root, a few minutes): build the Dockerfile with podman on a base made by mmdebstrap, run pygmy --help in it.
+test-image: $(STAMP)
+	PYTHON=$(abspath $(BIN)/python) deploy/image/test-image.sh
 
 sim: $(STAMP)
 	$(BIN)/pygmy sim --seeds 1000 --nodes 5

@@ -208,6 +208,25 @@ def serve(
     run_node(cfg, kind.value, node_id, join=join)  # type: ignore[arg-type]
 
 
+@app.command("k8s-config")
+def k8s_config(
+    replicas: int = typer.Option(3, "--replicas", "-n", help="Pods per backend StatefulSet (odd)."),
+    namespace: str = typer.Option("pygmy", "--namespace", help="The namespace the Services live in."),
+    domain: str = typer.Option("cluster.local", "--domain", help="The cluster's DNS domain."),
+) -> None:
+    """Print the configuration of a Kubernetes deployment (deploy/kubernetes/pygmy.toml): nodes by DNS name."""
+    from pygmy.config import parse
+    from pygmy.ops.kubernetes import kubernetes_toml
+
+    text = kubernetes_toml(replicas, namespace, domain)
+    try:  # the same checks a pod makes at start (an odd group, ...), with stand-ins for the secrets
+        parse(text, env={"PYGMY_ADMIN_TOKEN": "-", "PYGMY_CLUSTER_SECRET": "-"})
+    except ConfigError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+    sys.stdout.write(text)
+
+
 @app.command()
 def search(topic: str = typer.Argument(..., help="A topic code or name: ds, 'distributed systems', gs ..."), url: str = UrlOpt, json: bool = JsonOpt) -> None:
     """List the books of a topic."""

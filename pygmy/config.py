@@ -8,9 +8,10 @@ per backend tier.
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 import tomli_w
 
@@ -249,6 +250,9 @@ class Config:
                       for n in self.nodes)
         object.__setattr__(self, "nodes", nodes)
 
+    # The address this process listens on, if not its node's host (PYGMY_BIND_HOST; a container's 0.0.0.0).
+    bind_host: str | None = None
+
     def of_kind(self, kind: NodeKind) -> list[Node]:
         return sorted((n for n in self.nodes if n.kind == kind), key=lambda n: n.id)
 
@@ -291,9 +295,14 @@ class Config:
         return dataclasses.replace(self, nodes=nodes_t)
 
 
-def parse(text: str, *, base_dir: Path | None = None, source: Path | None = None) -> Config:
+def parse(
+    text: str, *, base_dir: Path | None = None, source: Path | None = None, env: Mapping[str, str] | None = None
+) -> Config:
+    """`env`: environment variables laid over the file (pygmy.config_env), as `load` does."""
+    from pygmy.config_env import overlay
+
     try:
-        raw = tomllib.loads(text)
+        raw = overlay(tomllib.loads(text), env or {})
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid TOML: {exc}") from exc
     base_dir = base_dir or Path.cwd()
@@ -322,6 +331,7 @@ def parse(text: str, *, base_dir: Path | None = None, source: Path | None = None
         cluster_id=cluster_id,
         source=source,
         tls=_parse_tls(raw.get("tls", {}), base_dir),
+        bind_host=str(raw["bind_host"]) if raw.get("bind_host") else None,
     )
 
 
@@ -340,15 +350,16 @@ def check_groups(nodes: tuple[Node, ...]) -> None:
 
 
 def load(path: str | Path | None = None) -> Config:
-    """Load the configuration from `path`, or the built-in default (relative to the working directory)."""
+    """Load the configuration from `path`, or the built-in default (relative to the working directory),
+    with the PYGMY_* environment variables of pygmy.config_env laid over it."""
     if path is None:
-        return parse(DEFAULT_TOML)
+        return parse(DEFAULT_TOML, env=os.environ)
     p = Path(path).resolve()
     try:
         text = p.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read configuration {p}: {exc.strerror}") from exc
-    return parse(text, base_dir=p.parent, source=p)
+    return parse(text, base_dir=p.parent, source=p, env=os.environ)
 
 
 def dump(config: Config) -> str:

@@ -52,7 +52,7 @@ def run_node(config: Config, kind: NodeKind, node_id: int, *, join: bool = False
 
     tls = contexts(config) if kind != "frontend" else None  # the public port stays plain HTTP (docs/security.md)
     ssl_context = tls.server if tls else None
-    exit_if_storage_damaged(lambda: serve(factory, node.host, node.port, node.name, ssl_context, config.server),
+    exit_if_storage_damaged(lambda: serve(factory, config.bind_host or node.host, node.port, node.name, ssl_context, config.server),
                             node.name, str(config.node_dir(node)))
 
 

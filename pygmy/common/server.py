@@ -15,6 +15,7 @@ from pygmy.common.connections import listen
 from pygmy.common.errors import ApiError, Handler, error_middleware
 from pygmy.common.logfiles import ClientErrorsInOneLine, log_handler
 from pygmy.common.metrics import metrics_handler, metrics_middleware
+from pygmy.common.probes import livez
 from pygmy.common.timing import server_timing_middleware
 from pygmy.config import ServerSettings
 
@@ -49,6 +50,7 @@ def make_app(tier: str, cluster_secret: str) -> web.Application:
         ],
     )
     app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/livez", livez)
     return app
 
 

@@ -24,6 +24,7 @@ from pygmy.frontend.cached_reads import CACHE, add_cache, cached
 from pygmy.frontend.health import CACHE_STATUS_KEY, HealthMonitor
 from pygmy.replica.client import GroupClient, RetryBudget
 from pygmy.web import add_web_routes
+from pygmy.frontend.readiness import readyz
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,7 @@ async def create_app(config: Config, node: Node | None = None) -> web.Applicatio
     r.add_get("/orders/{order_id}", get_order)
     r.add_post("/admin/books/{item}", update_book)
     r.add_get("/health", health)
+    r.add_get("/readyz", readyz)
     r.add_get("/openapi.json", openapi)
     add_web_routes(app)  # the storefront at / and the dashboard at /dashboard (pygmy/web)
 

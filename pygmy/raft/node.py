@@ -103,6 +103,8 @@ class GroupOptions:
     propose_timeout: float | None = 2.0
     # TLS for the Raft streams (pygmy.common.tls.TlsContexts); every frame is authenticated either way.
     tls: Any = None
+    # Where this member accepts its peers' connections, if not at its own entry of `peers` (a container's 0.0.0.0).
+    listen_host: str | None = None
 
 
 class RaftGroup:
@@ -148,7 +150,9 @@ class RaftGroup:
             entries=persisted.entries,
             applied=applied,
         )
-        self.transport = Transport(node_id, peers[node_id], peers, secret, self._deliver, tls=options.tls)
+        host, port = peers[node_id]
+        self.transport = Transport(node_id, (options.listen_host or host, port), peers, secret, self._deliver,
+                                   tls=options.tls)
         # Writes that fsync run in this thread, so the loop keeps answering and receiving meanwhile.
         self._disk = ThreadPoolExecutor(1, thread_name_prefix=f"raft-disk-{node_id}") if options.write_in_thread else None
         self.driver = ReadyDriver(

@@ -98,6 +98,11 @@ def backoff(retry: int) -> float:
     return random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (retry - 1)))
 
 
+# A replica that did not answer is tried last for this long: behind a partition every attempt costs a
+# connect timeout, and the others keep naming it leader, so without this each request would pay again.
+SUSPECT_SECONDS = 30.0
+
+
 class GroupClient:
     def __init__(
         self,
@@ -117,16 +122,20 @@ class GroupClient:
         self.budget = budget
         self.leader: str | None = None  # learned from the X-Pygmy-Leader header of any answer
         self._turn = itertools.count()
+        self._suspect: dict[str, float] = {}  # url -> until when (monotonic) it is tried last
 
     def order(self, prefer_leader: bool) -> list[str]:
         """Replicas in the order to try: the leader first (for writes), else a rotation (to spread reads);
-        replicas marked down go last, tried only when no healthy one could answer."""
+        replicas marked down, then those that recently did not answer, go last (tried only when no healthy
+        one could answer)."""
         start = next(self._turn) % len(self.urls)
         rotation = self.urls[start:] + self.urls[:start]
         if prefer_leader and self.leader in rotation:
             rotation.remove(self.leader)
             rotation.insert(0, self.leader)
-        return [u for u in rotation if self.health.is_up(u)] + [u for u in rotation if not self.health.is_up(u)]
+        now = time.monotonic()
+        # Stable sort: within each class the rotation's order stays.
+        return sorted(rotation, key=lambda url: (not self.health.is_up(url), self._suspect.get(url, 0.0) > now))
 
     async def call(
         self,
@@ -170,6 +179,7 @@ class GroupClient:
                 except TierUnavailable as exc:
                     last = exc
                     ATTEMPTS.labels(url, "failed" if exc.sent else "refused").inc()
+                    self._suspect[url] = time.monotonic() + SUSPECT_SECONDS
                     if self.leader == url:
                         self.leader = None
                     if not exc.sent:
@@ -183,6 +193,7 @@ class GroupClient:
                     continue
                 ATTEMPTS.labels(url, "answered").inc()
                 self.health.mark_up(url)
+                self._suspect.pop(url, None)
                 self._learn(reply)
                 if reply.status != 503:
                     return reply

@@ -52,8 +52,8 @@ class Replica:
         cluster = config.cluster_id or "pygmy"
         self.group = RaftGroup(
             node.id, peers, config.node_dir(node) / "raft", config.cluster_secret, machine,
-            dataclasses.replace(config.raft.group_options(), tls=contexts(config)), join=join,
-            cluster_id=f"{cluster}/{node.kind}",
+            dataclasses.replace(config.raft.group_options(), tls=contexts(config), listen_host=config.bind_host),
+            join=join, cluster_id=f"{cluster}/{node.kind}",
         )
         self.started = time.time()
         # Fresh at every start, so a frontend's heartbeat sees that this replica crashed and came back.

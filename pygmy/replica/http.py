@@ -37,6 +37,7 @@ from pygmy.common.jsonio import json_response
 from pygmy.common.tier_client import TierClient, TierUnavailable
 from pygmy.raft.node import GroupFailed
 from pygmy.replica.group import LEADER_WAIT, NoLeader, NotLeader, ProposalDropped, ReadTimeout, Replica
+from pygmy.replica.readiness import readyz
 
 FORWARDED = "X-Pygmy-Forwarded"
 INDEX = "X-Pygmy-Index"
@@ -115,6 +116,7 @@ def add_replica_routes(app: web.Application, replica: Replica, tiers: TierClient
     app.middlewares.append(group_failed_middleware)  # innermost: the error middleware renders its 503
     app[REPLICA] = replica
     app[TIERS] = tiers
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/internal/status", status_route)
     app.router.add_get("/internal/read-index", read_index_route)
     app.router.add_post("/internal/digest", digest_route)

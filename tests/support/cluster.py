@@ -25,6 +25,7 @@ from typing import Iterator, Literal
 import requests
 
 from pygmy.common.ports import free_ports  # noqa: F401  (tests import it from here)
+from pygmy.config_env import ENV_KEYS
 
 PYTHON = sys.executable
 READY_TIMEOUT = 30.0
@@ -91,6 +92,7 @@ class NodeSpec:
     port: int
     raft_port: int
     scheme: str = "http"
+    host: str = "127.0.0.1"  # another address when the node runs in a network namespace of its own
 
     @property
     def name(self) -> str:
@@ -98,7 +100,7 @@ class NodeSpec:
 
     @property
     def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
 
 class Cluster:
@@ -122,12 +124,14 @@ class Cluster:
         env: dict[str, dict[str, str]] | None = None,
         control: bool = False,
         server: dict[str, float] | None = None,
+        all_env: dict[str, str] | None = None,
     ) -> None:
         self.root = root
         # False: the configuration names no secrets, so `pygmy up` generates them (read back after start).
         self.secrets_in_config = secrets_in_config
         # `pygmy up`'s control endpoint on a free port ([control] in the configuration), when asked for.
         self.control_port: int | None = free_ports(1)[0] if control else None
+        self.all_env = all_env or {}  # variables every node is started with (e.g. PYGMY_BIND_HOST)
         self.raft = raft or {}  # a [raft] table for the configuration, e.g. {"snapshot_every": 50}
         self.frontend = frontend or {}  # a [frontend] table, e.g. {"heartbeat_ms": 60000}
         self.cache = cache or {}  # a [cache] table, e.g. {"lease_ms": 1000}
@@ -179,7 +183,7 @@ class Cluster:
         if self.cluster_id is not None:
             lines.append(f'cluster_id = "{self.cluster_id}"')
         for n in self.nodes:
-            lines += ["", "[[nodes]]", f'kind = "{n.kind}"', f"id = {n.id}", 'host = "127.0.0.1"', f"port = {n.port}"]
+            lines += ["", "[[nodes]]", f'kind = "{n.kind}"', f"id = {n.id}", f'host = "{n.host}"', f"port = {n.port}"]
             if n.kind != "frontend":
                 lines.append(f"raft_port = {n.raft_port}")
         if self.raft:
@@ -247,17 +251,25 @@ class Cluster:
 
     def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
         log = open(self.logs_dir / f"{log_name}.log", "ab")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env.get(log_name, {})}
-        env.pop("PYGMY_ADMIN_TOKEN", None)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # The nodes read their configuration from the file this cluster wrote, not from the test's shell.
+        for variable in (*ENV_KEYS, "PYGMY_CONFIG", "PYGMY_ADMIN_TOKEN"):
+            env.pop(variable, None)
+        env.update(self.all_env)
+        env.update(self.env.get(log_name, {}))
         try:
             proc = subprocess.Popen(
-                pygmy_command(*args), stdout=log, stderr=subprocess.STDOUT, cwd=self.root, env=env,
+                self.command(args, log_name), stdout=log, stderr=subprocess.STDOUT, cwd=self.root, env=env,
                 start_new_session=True,  # a Ctrl-C in the test terminal must not reach the nodes
             )
         finally:
             log.close()
         LIVE[proc.pid] = proc
         return proc
+
+    def command(self, args: list[str], log_name: str) -> list[str]:
+        """The command line of a `pygmy` process (a subclass runs it inside a network namespace)."""
+        return pygmy_command(*args)
 
     def _common_flags(self) -> list[str]:
         flags = ["--config", str(self.config_path)]
