@@ -48,11 +48,11 @@ def test_unset_or_empty_variables_leave_the_file_alone() -> None:
     assert config.admin_token == "file-admin" and config.bind_host is None
 
 
-def test_a_file_without_secrets_needs_them_from_the_environment_and_says_which() -> None:
+def test_a_file_without_secrets_takes_them_from_the_environment_or_leaves_them_to_be_generated() -> None:
     config = parse(NODES, env={"PYGMY_ADMIN_TOKEN": "a", "PYGMY_CLUSTER_SECRET": "s"})
-    assert config.admin_token == "a"
-    with pytest.raises(ConfigError, match="PYGMY_ADMIN_TOKEN"):
-        parse(NODES, env={"PYGMY_CLUSTER_SECRET": "s"})
+    assert (config.admin_token, config.cluster_secret) == ("a", "s")
+    # Unset: empty, so `pygmy up` generates it (and a bare `pygmy serve` refuses to start without it).
+    assert parse(NODES, env={"PYGMY_CLUSTER_SECRET": "s"}).admin_token == ""
 
 
 def test_every_variable_names_a_key_of_the_file() -> None:
