@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# With the control endpoint on (loopback only, admin token required), so the dashboard's buttons work.
 run: $(STAMP)
-	$(BIN)/pygmy up
+	$(BIN)/pygmy up --control
 
 test: $(STAMP) browser-deps
 	$(BIN)/python -m pytest -q
