@@ -49,9 +49,6 @@ class Reply:
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
-CONNECT_TIMEOUT = 1.0  # seconds to open a connection to a node on the same network
-
-
 class TierClient:
     def __init__(
         self, secret: str, *, timeout: float = 5.0, per_host: int = 64, pool_wait: float = POOL_WAIT,
@@ -62,7 +59,7 @@ class TierClient:
         # `connect` bounds the wait for a pooled connection plus connecting: a request that cannot get one
         # in time is refused as never sent (load shedding). The answer then has `timeout` seconds of its
         # own (sock_read), so time spent queueing for the pool never turns a sent request into a timeout.
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=pool_wait, sock_connect=CONNECT_TIMEOUT, sock_read=timeout)
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=pool_wait, sock_connect=3.0, sock_read=timeout)
         # A bounded pool per tier: a burst of requests queues for a warm keep-alive connection instead
         # of opening hundreds of sockets at once and overflowing the next tier's accept backlog.
         self._per_host = per_host
@@ -100,9 +97,7 @@ class TierClient:
             kwargs["data"] = raw
             kwargs["headers"]["Content-Type"] = "application/json"
         if timeout is not None:
-            # A dropped SYN (a partition) must not eat the caller's whole deadline on one replica: connecting
-            # gets at most CONNECT_TIMEOUT of it, so the next replica still has time to answer.
-            kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, CONNECT_TIMEOUT))
+            kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout)
         progress: dict[str, bool] = {}  # set by the trace once the request's headers are on the wire
         try:
             async with session.request(method, url, trace_request_ctx=progress, **kwargs) as resp:

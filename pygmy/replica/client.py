@@ -29,7 +29,6 @@ from pygmy.common.tier_client import Reply, TierClient, TierUnavailable
 LEADER_HEADER = "X-Pygmy-Leader"
 BACKOFF_BASE = 0.01  # seconds: the first retry waits up to this, each later one up to twice the one before
 BACKOFF_CAP = 0.25
-ATTEMPT_FLOOR = 1.0  # seconds: the least an idempotent attempt is given before the next replica is tried
 
 
 class ReplicaHealth(Protocol):
@@ -174,11 +173,6 @@ class GroupClient:
                 attempt_timeout = timeout
                 if hard_deadline:
                     attempt_timeout = remaining if timeout is None else min(timeout, remaining)
-                if idempotent:
-                    # An attempt that may be resent gets half of what is left, so a replica that went silent
-                    # mid-request (a partition under a pooled connection) leaves time for the next one.
-                    share = max(ATTEMPT_FLOOR, remaining / 2)
-                    attempt_timeout = share if attempt_timeout is None else min(attempt_timeout, share)
                 try:
                     reply = await self.tiers.call(method, url + path, json=json, params=params,
                                                   headers=deadline_header(remaining), timeout=attempt_timeout)
