@@ -99,7 +99,6 @@ def test_an_isolated_catalog_leader_commits_nothing_and_rejoins_after_the_heal(n
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.xfail(reason="known bug: a buy on a pooled connection to a cut leader uses the whole deadline (outcome_unknown); see the closing note", strict=False)
 def test_a_frontend_cut_from_each_tiers_leader_keeps_serving_through_the_followers(netns_cluster: NetnsCluster) -> None:
     cluster = netns_cluster
     api = Api(cluster.frontend_url, cluster.admin_token)

@@ -14,6 +14,7 @@ import aiohttp
 import orjson
 
 from pygmy.common.auth import SECRET_HEADER
+from pygmy.common.tcp_liveness import watched_socket
 
 
 POOL_WAIT = 3.0  # seconds a request may wait for a pooled connection (and connect) before it is refused
@@ -70,7 +71,7 @@ class TierClient:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, limit_per_host=self._per_host, ttl_dns_cache=300,
-                                               ssl=self._ssl or True),
+                                               ssl=self._ssl or True, socket_factory=watched_socket),
                 trace_configs=[_SENT_TRACE],
                 timeout=self._timeout,
                 headers={SECRET_HEADER: self._secret},

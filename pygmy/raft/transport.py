@@ -38,6 +38,7 @@ from typing import Any
 
 import msgspec
 
+from pygmy.common.tcp_liveness import watch
 from pygmy.raft.messages import Message
 
 log = logging.getLogger(__name__)
@@ -212,6 +213,7 @@ class _Outbox:
         t = self.transport
         tls = {"ssl": t.tls.client, "server_hostname": self.address[0]} if t.tls else {}
         reader, writer = await asyncio.wait_for(asyncio.open_connection(*self.address, **tls), HANDSHAKE_TIMEOUT)
+        watch(writer.get_extra_info("socket"))  # a peer cut off is noticed in seconds, and reconnected after a heal
         try:
             sealer = await asyncio.wait_for(
                 client_handshake(reader, writer, t.secret, t.node_id, self.peer_id), HANDSHAKE_TIMEOUT
