@@ -215,5 +215,7 @@ def test_a_deadline_is_passed_on_so_no_tier_waits_for_a_leader_longer_than_its_c
 
 
 @pytest.mark.parametrize("value", ["soon", "-5", "0", "1.5", ""])
-def test_a_malformed_client_deadline_is_a_400(module_api: Api, value: str) -> None:
-    assert_error(module_api.get("/lookup/1", headers={"X-Pygmy-Deadline-Ms": value}), 400, "bad_deadline")
+def test_a_malformed_client_deadline_is_a_400_even_when_the_cache_holds_the_answer(module_api: Api, value: str) -> None:
+    for path in ("/lookup/1", "/search/ds"):
+        _wait_for(lambda: module_api.get(path).headers.get("X-Pygmy-Cache") == "hit", f"{path} to be cached")
+        assert_error(module_api.get(path, headers={"X-Pygmy-Deadline-Ms": value}), 400, "bad_deadline")

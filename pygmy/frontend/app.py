@@ -90,6 +90,7 @@ async def search(request: web.Request) -> web.Response:
     if len(topic) > 200:
         raise bad_request("topic is too long", "bad_topic")
     offset, limit = parse_page(request.query.get("offset"), request.query.get("limit"))
+    client_deadline(request.headers)  # a malformed deadline is a 400 even when the cache would answer
     params = {"topic": topic, "offset": str(offset), "limit": str(limit)}
     return await cached(request, ("search", topic, offset, limit),
                         lambda: _call_reply(request, "catalog", "GET", "/internal/search", params=params))
@@ -97,6 +98,7 @@ async def search(request: web.Request) -> web.Response:
 
 async def lookup(request: web.Request) -> web.Response:
     item = parse_id(request.match_info.get("item") or request.query.get("item"))
+    client_deadline(request.headers)  # a malformed deadline is a 400 even when the cache would answer
     return await cached(request, ("book", item), lambda: _call_reply(request, "catalog", "GET", f"/internal/books/{item}"))
 
 
