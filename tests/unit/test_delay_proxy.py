@@ -44,6 +44,28 @@ async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
     writer.close()
 
 
+def recorder(arrivals: list[float]) -> Handler:
+    """A target that notes when each byte arrives."""
+
+    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(1):
+            arrivals.append(time.monotonic())
+        writer.close()
+
+    return record
+
+
+async def bytes_apart(writer: asyncio.StreamWriter, count: int, gap: float) -> list[float]:
+    """Send `count` single bytes `gap` seconds apart; when each was sent."""
+    sent = []
+    for _ in range(count):
+        sent.append(time.monotonic())
+        writer.write(b"x")
+        await writer.drain()
+        await asyncio.sleep(gap)
+    return sent
+
+
 async def test_a_round_trip_takes_at_least_the_delay_each_way() -> None:
     async with proxied(echo) as (reader, writer, _):
         for _ in range(3):
@@ -56,19 +78,9 @@ async def test_a_round_trip_takes_at_least_the_delay_each_way() -> None:
 
 async def test_one_way_the_target_sees_each_chunk_at_least_the_delay_late() -> None:
     arrivals: list[float] = []
-
-    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while await reader.read(1):
-            arrivals.append(time.monotonic())
-        writer.close()
-
+    record = recorder(arrivals)
     async with proxied(record) as (_, writer, _proxy):
-        sent = []
-        for _ in range(5):
-            sent.append(time.monotonic())
-            writer.write(b"x")
-            await writer.drain()
-            await asyncio.sleep(0.03)
+        sent = await bytes_apart(writer, 5, 0.03)
         writer.write_eof()
         await asyncio.sleep(DELAY * 3)
     assert len(arrivals) == 5
@@ -79,20 +91,10 @@ async def test_chunks_do_not_wait_for_each_other_only_for_the_delay() -> None:
     """Ten chunks 50 ms apart behind a 300 ms delay: the last arrives about 300 ms after it was sent.
     Delaying each chunk only once the one before it went out would pile up to 10 x 300 ms."""
     arrivals: list[float] = []
-
-    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while await reader.read(1):
-            arrivals.append(time.monotonic())
-        writer.close()
-
+    record = recorder(arrivals)
     delay = 0.3
     async with proxied(record, delay=delay) as (_, writer, _proxy):
-        sent = []
-        for _ in range(10):
-            sent.append(time.monotonic())
-            writer.write(b"x")
-            await writer.drain()
-            await asyncio.sleep(0.05)
+        sent = await bytes_apart(writer, 10, 0.05)
         await asyncio.sleep(delay * 2)
     assert len(arrivals) == 10
     last = arrivals[-1] - sent[-1]
