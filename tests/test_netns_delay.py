@@ -27,7 +27,7 @@ import requests
 
 from support.http import Api
 from support.netns import unavailable_reason
-from support.netns_faults import DelayedNetnsCluster, drop_at_random
+from support.netns_faults import DelayedNetnsCluster, drop_at_random, dropped_at_random
 
 REASON = unavailable_reason()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"network namespaces unavailable: {REASON}")
@@ -111,6 +111,7 @@ def test_with_delay_and_random_loss_between_all_nodes_every_buy_counts_once(dela
         # Every buy counted once, read while the faults still hold.
         assert api.stock(ITEM) == stock_before - 2 * BUYS, "a buy was lost or counted twice"
         assert api.order_count() == orders_before + 2 * BUYS, "a buy was lost or counted twice"
+        dropped = dropped_at_random(delayed.network, names)
     finally:
         for name in names:
             delayed.network.heal(name)
@@ -120,4 +121,5 @@ def test_with_delay_and_random_loss_between_all_nodes_every_buy_counts_once(dela
     print()
     base = report("no faults", clean)
     slow = report(f"{DELAY_MS} ms each way + {LOSS:.0%} loss", faulty)
+    print(f"{dropped} packets dropped at random meanwhile")
     print(f"with the faults: p50 x{slow['p50'] / base['p50']:.1f}, p99 x{slow['p99'] / base['p99']:.1f}")

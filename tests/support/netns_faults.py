@@ -114,6 +114,15 @@ def drop_at_random(network: Network, names: list[str], probability: float) -> No
                          "--probability", f"{probability}", "-j", "DROP")
 
 
+def dropped_at_random(network: Network, names: list[str]) -> int:
+    """Packets the `drop_at_random` rules have dropped so far, over the named nodes."""
+    total = 0
+    for name in names:
+        listing = run("ip", "netns", "exec", network.namespaces[name], "iptables", "-nvxL", "INPUT")
+        total += sum(int(line.split()[0]) for line in listing.splitlines() if "statistic mode random" in line)
+    return total
+
+
 def cut_invalidations(cluster: NetnsCluster, frontend: str) -> None:
     """Cut the catalog leader's invalidation channel to `frontend`: connections the catalog replicas open
     to the frontend's port. The frontend's requests to the catalog (lease renewals, reads, writes) leave
