@@ -36,9 +36,9 @@ screenshots: $(STAMP) browser-deps
 test-long: $(STAMP)
 	PYGMY_FAULT_SECONDS=300 $(BIN)/python -m pytest -q tests/test_replication_faults.py -k random -s
 
-# 5% random packet loss between all nodes in network namespaces (root; about a minute).
+# 5% random packet loss and 50 ms each way between all nodes in network namespaces, at full size (root; a few minutes).
 test-netns-loss: $(STAMP)
-	PYGMY_NETNS_LOSS=1 $(BIN)/python -m pytest -q tests/test_netns.py -k loss -s
+	PYGMY_NETNS_LOSS=1 $(BIN)/python -m pytest -q tests/test_netns_delay.py -s
 
 # Opt-in (root, a few minutes): build the Dockerfile with podman on a base made by mmdebstrap, run pygmy --help in it.
 test-image: $(STAMP)

@@ -554,9 +554,16 @@ def _register_bench() -> None:
     app.add_typer(bench, name="bench", help="Experiments: latency, invalidation, throughput, failover, scale (results folder with CSV, JSON, PNG).")
 
 
+def _register_delay_proxy() -> None:
+    from pygmy.cluster.delay_proxy import main as delay_proxy
+
+    app.command("delay-proxy")(delay_proxy)
+
+
 def main() -> None:
     _register_sim()
     _register_bench()
+    _register_delay_proxy()
     app()
 
 

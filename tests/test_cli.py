@@ -16,7 +16,7 @@ from support.cli import failed_cleanly, json_output, run_pygmy, succeeded
 from support.cluster import PYTHON, Cluster, free_ports, pid_alive, port_is_listening
 from support.http import Api
 
-COMMANDS = ["up", "serve", "search", "lookup", "buy", "update", "orders", "status", "client"]
+COMMANDS = ["up", "serve", "search", "lookup", "buy", "update", "orders", "status", "client", "delay-proxy"]
 
 
 @pytest.fixture(scope="module")
