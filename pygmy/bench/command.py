@@ -130,6 +130,13 @@ def done(results: Results) -> None:
     out.print(f"results in {results.folder}", markup=False, highlight=False)
 
 
+def tier_cell(c: dict[str, Any], requests: int) -> str:
+    """mean / p50 / p99 (reference); a tier most requests never reached (the catalog behind cache hits)
+    says how few it timed."""
+    cell = f"{fmt(c['mean'])} / {fmt(c['p50'])} / {fmt(c['p99'])} ({fmt(c['reference_mean'])})"
+    return cell + (f", only {int(c['n'])} of {requests} reached it" if c["n"] < requests / 2 else "")
+
+
 # -- latency -------------------------------------------------------------------------------------------
 
 
@@ -161,9 +168,7 @@ def latency_command(
     for cache in dict.fromkeys(r["cache"] for r in rows):
         for method in latency.METHODS:
             cells = {r["tier"]: r for r in rows if r["cache"] == cache and r["method"] == method}
-            table.add_row(cache, method, *(
-                f"{fmt(c['mean'])} / {fmt(c['p50'])} / {fmt(c['p99'])} ({fmt(c['reference_mean'])})" if (c := cells.get(t)) else "-"
-                for t in TIERS))
+            table.add_row(cache, method, *(tier_cell(c, requests) if (c := cells.get(t)) else "-" for t in TIERS))
         charts.grouped_bars(results.chart_path(f"latency-cache-{cache.replace(' ', '-')}"),
                             f"Mean response time per tier, cache {cache}", list(latency.METHODS),
                             {t: [next((r["mean"] for r in rows if r["cache"] == cache and r["method"] == m and r["tier"] == t), 0.0)
