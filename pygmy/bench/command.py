@@ -265,8 +265,8 @@ def _mix(text: str) -> Mix:
 @bench.command("throughput")
 def throughput_command(
     mix: MixText = "lookup",
-    concurrency: str = typer.Option("1,2,4,8,16,32,64,128", "--concurrency", help="Closed-loop clients per point."),
-    rates: str = typer.Option("50,100,200,400", "--rates", help="Open-loop arrival rates, requests/s."),
+    concurrency: Annotated[str, typer.Option("--concurrency", help="Closed-loop clients per point.")] = "1,2,4,8,16,32,64,128",
+    rates: Annotated[str, typer.Option("--rates", help="Open-loop arrival rates, requests/s.")] = "50,100,200,400",
     seconds: Seconds = 5.0, max_requests: MaxRequests = 20_000,
     url: Url = None, spawn: Spawn = False, token: Token = None, control_url: ControlUrl = None,
     config: ConfigFile = None, out_dir: OutDir = OUT, replicas: Replicas = 3,
@@ -308,8 +308,8 @@ def throughput_command(
 
 @bench.command("failover")
 def failover_command(
-    rate: float = typer.Option(50.0, "--rate", min=1, max=2000, help="Open-loop requests/s during the run."),
-    seconds: float = typer.Option(40.0, "--seconds", min=2, max=3600, help="Length of the run; kills at 1/4, 2/4, 3/4."),
+    rate: Annotated[float, typer.Option("--rate", min=1, max=2000, help="Open-loop requests/s during the run.")] = 50.0,
+    seconds: Annotated[float, typer.Option("--seconds", min=2, max=3600, help="Length of the run; kills at 1/4, 2/4, 3/4.")] = 40.0,
     mix: MixText = "50/50",
     url: Url = None, spawn: Spawn = False, token: Token = None, control_url: ControlUrl = None,
     config: ConfigFile = None, out_dir: OutDir = OUT, replicas: Replicas = 3,
@@ -350,11 +350,11 @@ def failover_command(
 
 @bench.command("scale")
 def scale_command(
-    frontends: str = typer.Option("1,2,4", "--frontends", help="Frontend counts for the lookup load."),
-    replica_counts: str = typer.Option("1,3,5", "--replica-counts", help="Replicas per group for the buy load (odd)."),
-    concurrency: int = typer.Option(32, "--concurrency", min=1, max=1024, help="Closed-loop clients."),
+    frontends: Annotated[str, typer.Option("--frontends", help="Frontend counts for the lookup load.")] = "1,2,4",
+    replica_counts: Annotated[str, typer.Option("--replica-counts", help="Replicas per group for the buy load (odd).")] = "1,3,5",
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=1024, help="Closed-loop clients.")] = 32,
     seconds: Seconds = 5.0, max_requests: MaxRequests = 20_000,
-    spawn: bool = typer.Option(True, "--spawn", help="Always: each point runs on a cluster of its own."),
+    spawn: Annotated[bool, typer.Option("--spawn", help="Always: each point runs on a cluster of its own.")] = True,
     out_dir: OutDir = OUT,
 ) -> None:
     """Lookups/s through 1, 2 and 4 frontends and buys/s with 1, 3 and 5 replicas (each a spawned cluster)."""
