@@ -8,6 +8,8 @@ Run from the repository root. In one run it starts a hello-world server (benchma
 two real clusters (tests/support/cluster.py: one process per node, 3 replicas per group, fsync on), one
 with the cache on and one with `[cache] enabled = false`, and measures each point for --duration seconds
 or --max-ops requests, whichever comes first, with one asyncio driver process at concurrency 1 and 64.
+Buys alternate between the two clusters request by request (twice the duration, shared by both), so
+with and without invalidation are measured at the same moments.
 Ratios are against the hello-world route measured in the same run. Every process is stopped by PID.
 """
 
@@ -146,6 +148,41 @@ def _hello(root: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("the hello-world server did not start")
 
 
+async def _alternating(names: dict[str, Callable[[aiohttp.ClientSession], "asyncio.Future[int]"]], concurrency: int,
+                      duration: float, max_ops: int) -> list[Point]:
+    """Like `_load`, but each worker alternates between the requests in `names` (one per cluster), so the
+    clusters are measured at the same moments under the same load from the rest of the machine."""
+    labels = list(names)
+    latencies: dict[str, list[float]] = {label: [] for label in labels}
+    errors = dict.fromkeys(labels, 0)
+    connector = aiohttp.TCPConnector(limit=concurrency * len(labels))
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as session:
+        end = time.monotonic() + duration
+        sent = 0
+
+        async def worker(first: int) -> None:
+            nonlocal sent
+            turn = first
+            while time.monotonic() < end and sent < max_ops:
+                sent += 1
+                label = labels[turn % len(labels)]
+                turn += 1
+                start = time.perf_counter()
+                try:
+                    status = await names[label](session)
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    status = 0
+                if status == 200:
+                    latencies[label].append(time.perf_counter() - start)
+                else:
+                    errors[label] += 1
+
+        began = time.monotonic()
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
+        seconds = time.monotonic() - began
+    return [Point(label, concurrency, len(latencies[label]), errors[label], seconds, latencies[label]) for label in labels]
+
+
 def run(duration: float, max_ops: int) -> list[Point]:
     points: list[Point] = []
 
@@ -158,24 +195,30 @@ def run(duration: float, max_ops: int) -> list[Point]:
         root = Path(tmp)
         books = _catalog_file(root)
         hello, hello_url = _hello(root)
+        clusters = {enabled: Cluster(root / f"cache-{'on' if enabled else 'off'}", catalog_file=books,
+                                     cache={"enabled": enabled}) for enabled in (True, False)}
         try:
-            for enabled in (True, False):
-                label = "on" if enabled else "off"
-                cluster = Cluster(root / f"cache-{label}", catalog_file=books, cache={"enabled": enabled})
+            for cluster in clusters.values():
                 cluster.start()
-                try:
-                    base = cluster.frontend_url
-                    _warm(base)
-                    for c in (1, 64):
-                        if enabled:
-                            measure("hello-world", c, _request("GET", lambda: hello_url))
-                        measure(f"lookup, cache {label}", c, _lookup(base))
-                        measure(f"search, cache {label}", c, _search(base))
-                    measure(f"buy, cache {label}", 1, _buy(base))
-                    measure(f"buy, cache {label}", 64, _buy(base))
-                finally:
-                    cluster.stop()
+                _warm(cluster.frontend_url)
+            for enabled, cluster in clusters.items():
+                label = "on" if enabled else "off"
+                for c in (1, 64):
+                    if enabled:
+                        measure("hello-world", c, _request("GET", lambda: hello_url))
+                    measure(f"lookup, cache {label}", c, _lookup(cluster.frontend_url))
+                    measure(f"search, cache {label}", c, _search(cluster.frontend_url))
+            # Buys with and without invalidation alternate request by request between the two clusters
+            # (both running): run one after the other, the machine's other load moved them apart by more
+            # than the invalidation costs.
+            for c in (1, 64):
+                buys = {f"buy, cache {'on' if e else 'off'}": _buy(cl.frontend_url) for e, cl in clusters.items()}
+                for point in asyncio.run(_alternating(buys, c, 2 * duration, 2 * max_ops)):
+                    print(f"  {point.name} at {c} (alternating): {point.rate:.0f}/s", flush=True)
+                    points.append(point)
         finally:
+            for cluster in clusters.values():
+                cluster.stop()
             hello.terminate()
             hello.wait(10)
             LIVE.pop(hello.pid, None)

@@ -22,7 +22,7 @@ TIMEOUT = 180
 # experiment -> (arguments, the figures it must write, the charts it must draw)
 EXPERIMENTS = {
     "latency": (["-n", "15", "--replicas", "1"], ["latency"], ["latency-cache-on"]),
-    "invalidation": (["-n", "5", "--replicas", "1"], ["buys", "misses"], ["misses"]),
+    "invalidation": (["-n", "5", "--replicas", "1"], ["buys", "misses"], ["buys", "misses"]),
     "throughput": (["--concurrency", "1,4", "--rates", "20", "--seconds", "0.5", "--mix", "90/10", "--replicas", "1"],
                    ["throughput"], ["throughput-closed", "latency-closed", "latency-open"]),
     "failover": (["--seconds", "4", "--rate", "10"], ["timeline", "recovery"], ["failover"]),
@@ -111,6 +111,8 @@ def test_failover_kills_the_three_victims_through_the_control_endpoint(runs: dic
     assert [k["role"] for k in kills] == ["catalog leader", "order follower", "order leader"]
     assert kills[0]["node"].startswith("catalog-") and kills[2]["node"].startswith("order-")
     assert kills[1]["node"] != kills[2]["node"]
+    for leader in (kills[0], kills[2]):  # a leader really was killed: its group elected another, in a later term
+        assert leader["new_leader"] not in ("", leader["node"]) and leader["new_term"] > leader["term"], leader
     assert all(k["recover_s"] >= 0 for k in kills)
 
 

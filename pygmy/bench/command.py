@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator, Optional
+from typing import Annotated, Any, Awaitable, Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -30,13 +31,18 @@ bench = typer.Typer(help="Experiments on a cluster: tables, CSV/JSON and PNG cha
 out = Console()
 err = Console(stderr=True)
 
-UrlOpt = typer.Option(None, "--url", help="Run against this running frontend instead of spawning a cluster.")
-SpawnOpt = typer.Option(False, "--spawn", help="Start a cluster of its own (temporary data dir, free ports), stopped at the end. The default without --url.")
-TokenOpt = typer.Option(None, "--token", envvar="PYGMY_ADMIN_TOKEN", help="Admin token of the --url cluster (restocks). Default: from the configuration.")
-ControlOpt = typer.Option(None, "--control-url", help="The --url cluster's control endpoint (pygmy up --control). Default: from the configuration.")
-ConfigOpt = typer.Option(None, "--config", "-c", envvar="PYGMY_CONFIG", help="Configuration of the --url cluster (token, control endpoint).")
-OutOpt = typer.Option(Path("bench-results"), "--out", help="Where results folders are made.")
-ReplicasOpt = typer.Option(3, "--replicas", help="Replicas per group of a spawned cluster (odd).")
+# The options every experiment shares, declared once (each subcommand's signature names them with its default).
+Url = Annotated[Optional[str], typer.Option("--url", help="Run against this running frontend instead of spawning a cluster.")]
+Spawn = Annotated[bool, typer.Option("--spawn", help="Start a cluster of its own (temporary data dir, free ports), stopped at the end. The default without --url.")]
+Token = Annotated[Optional[str], typer.Option("--token", envvar="PYGMY_ADMIN_TOKEN", help="Admin token of the --url cluster (restocks). Default: from the configuration.")]
+ControlUrl = Annotated[Optional[str], typer.Option("--control-url", help="The --url cluster's control endpoint (pygmy up --control). Default: from the configuration.")]
+ConfigFile = Annotated[Optional[Path], typer.Option("--config", "-c", envvar="PYGMY_CONFIG", help="Configuration of the --url cluster (token, control endpoint).")]
+OutDir = Annotated[Path, typer.Option("--out", help="Where results folders are made.")]
+Replicas = Annotated[int, typer.Option("--replicas", help="Replicas per group of a spawned cluster (odd).")]
+Seconds = Annotated[float, typer.Option("--seconds", min=0.1, max=600, help="Length of each point.")]
+MaxRequests = Annotated[int, typer.Option("--max-requests", min=1, help="Cap on the requests of a point.")]
+MixText = Annotated[str, typer.Option("--mix", help="lookup, search, buy, LOOKUP/BUY (90/10) or LOOKUP/SEARCH/BUY.")]
+OUT = Path("bench-results")
 
 
 class Where:
@@ -124,15 +130,21 @@ def done(results: Results) -> None:
     out.print(f"results in {results.folder}", markup=False, highlight=False)
 
 
+def tier_cell(c: dict[str, Any], requests: int) -> str:
+    """mean / p50 / p99 (reference); a tier most requests never reached (the catalog behind cache hits)
+    says how few it timed."""
+    cell = f"{fmt(c['mean'])} / {fmt(c['p50'])} / {fmt(c['p99'])} ({fmt(c['reference_mean'])})"
+    return cell + (f", only {int(c['n'])} of {requests} reached it" if c["n"] < requests / 2 else "")
+
+
 # -- latency -------------------------------------------------------------------------------------------
 
 
 @bench.command("latency")
 def latency_command(
-    requests: int = typer.Option(1000, "--requests", "-n", min=1, max=100_000, help="Sequential requests of each method."),
-    url: Optional[str] = UrlOpt, spawn: bool = SpawnOpt, token: Optional[str] = TokenOpt,
-    control_url: Optional[str] = ControlOpt, config: Optional[Path] = ConfigOpt, out_dir: Path = OutOpt,
-    replicas: int = ReplicasOpt,
+    requests: Annotated[int, typer.Option("--requests", "-n", min=1, max=100_000, help="Sequential requests of each method.")] = 1000,
+    url: Url = None, spawn: Spawn = False, token: Token = None, control_url: ControlUrl = None,
+    config: ConfigFile = None, out_dir: OutDir = OUT, replicas: Replicas = 3,
 ) -> None:
     """Per-tier mean/p50/p99 of N sequential searches, lookups and buys, cache on and off (Tables 2 and 3)."""
     where = Where(url, spawn, token, control_url, config, replicas)
@@ -156,9 +168,7 @@ def latency_command(
     for cache in dict.fromkeys(r["cache"] for r in rows):
         for method in latency.METHODS:
             cells = {r["tier"]: r for r in rows if r["cache"] == cache and r["method"] == method}
-            table.add_row(cache, method, *(
-                f"{fmt(c['mean'])} / {fmt(c['p50'])} / {fmt(c['p99'])} ({fmt(c['reference_mean'])})" if (c := cells.get(t)) else "-"
-                for t in TIERS))
+            table.add_row(cache, method, *(tier_cell(c, requests) if (c := cells.get(t)) else "-" for t in TIERS))
         charts.grouped_bars(results.chart_path(f"latency-cache-{cache.replace(' ', '-')}"),
                             f"Mean response time per tier, cache {cache}", list(latency.METHODS),
                             {t: [next((r["mean"] for r in rows if r["cache"] == cache and r["method"] == m and r["tier"] == t), 0.0)
@@ -173,31 +183,36 @@ def latency_command(
 
 @bench.command("invalidation")
 def invalidation_command(
-    requests: int = typer.Option(1000, "--requests", "-n", min=1, max=100_000, help="Sequential buys per run; rounds of the miss test."),
-    url: Optional[str] = UrlOpt, spawn: bool = SpawnOpt, token: Optional[str] = TokenOpt,
-    control_url: Optional[str] = ControlOpt, config: Optional[Path] = ConfigOpt, out_dir: Path = OutOpt,
-    replicas: int = ReplicasOpt,
+    requests: Annotated[int, typer.Option("--requests", "-n", min=1, max=100_000, help="Sequential buys per cluster; rounds of the reads after a buy.")] = 1000,
+    url: Url = None, spawn: Spawn = False, token: Token = None, control_url: ControlUrl = None,
+    config: ConfigFile = None, out_dir: OutDir = OUT, replicas: Replicas = 3,
 ) -> None:
-    """Buys with and without cache invalidation (Table 4), and the first read after an invalidation (a miss)."""
+    """Buys with and without cache invalidation (Table 4), alternating between a cache-on and a cache-off
+    cluster run side by side; and the reads right after a buy (the lookup's miss)."""
     where = Where(url, spawn, token, control_url, config, replicas)
-    results = Results(out_dir, "invalidation", {**where.settings(), "requests": requests})
+    results = Results(out_dir, "invalidation", {**where.settings(), "requests": requests, "interleaved": True})
+    modes = cache_modes(where)
+    labels = {True: "with", False: "without", None: "as running"}
     buy_rows: list[dict[str, Any]] = []
     miss_rows: list[dict[str, Any]] = []
-    for cache in cache_modes(where):
-        label = {True: "with", False: "without", None: "as running"}[cache]
-        with where.target(cache=cache is not False) as target:
-            tiers = measured(progress_bar(requests, f"buys, invalidation {label}"), lambda tick: invalidation.buys(target, requests, tick))
+    with contextlib.ExitStack() as stack:
+        targets = {cache: stack.enter_context(where.target(cache=cache is not False)) for cache in modes}
+        tiers = measured(progress_bar(requests, "buys, " + " and ".join(f"invalidation {labels[c]}" for c in modes)),
+                         lambda tick: invalidation.buys({labels[c]: t for c, t in targets.items()}, requests, tick))
+        for cache, target in targets.items():
             reads = measured(progress_bar(requests, f"reads after a buy, cache {cache_label(cache)}"),
-                             lambda tick: invalidation.misses(target, requests, tick))
+                             lambda tick: invalidation.reads_after_buys(target, requests, tick))
+            for name, per in reads.items():
+                # Only the lookup is a miss after a buy; the reference's search miss has no counterpart here.
+                ref = reference.MISS_AFTER_INVALIDATION["lookup"] if name == invalidation.READS["lookup"][1] else None
+                miss_rows += [{"cache": cache_label(cache), "read": name, "tier": t, **f,
+                               "reference_client_mean": ref if t == "client" else None} for t, f in per.items()]
+    for label, per in tiers.items():
         ref = reference.TABLE_4_INVALIDATION.get(label, {})
-        buy_rows += [{"invalidation": label, "tier": t, **f, "reference_mean": ref.get(t)} for t, f in tiers.items()]
-        for name, per in reads.items():
-            miss_rows += [{"cache": cache_label(cache), "read": name, "tier": t, **f,
-                           "reference_client_mean": reference.MISS_AFTER_INVALIDATION.get(name.split()[0]) if t == "client" and "miss" in name else None}
-                          for t, f in per.items()]
-    results.figure("buys", buy_rows)
-    results.figure("misses", miss_rows)
-    table = Table(title=f"{requests} sequential buys, ms: mean / p99 (reference mean, Table 4)")
+        buy_rows += [{"invalidation": label, "tier": t, **f, "reference_mean": ref.get(t)} for t, f in per.items()]
+    results.figure("buys", buy_rows, ["with and without alternate buy by buy, on two clusters run side by side"])
+    results.figure("misses", miss_rows, ["a buy invalidates its book's lookup only: search results carry no stock"])
+    table = Table(title=f"{requests} sequential buys per cluster, alternating, ms: mean / p99 (reference mean, Table 4)")
     table.add_column("invalidation")
     for tier in TIERS:
         table.add_column(tier, justify="right")
@@ -205,7 +220,11 @@ def invalidation_command(
         cells = {r["tier"]: r for r in buy_rows if r["invalidation"] == label}
         table.add_row(label, *(f"{fmt(c['mean'])} / {fmt(c['p99'])} ({fmt(c['reference_mean'])})" if (c := cells.get(t)) else "-" for t in TIERS))
     out.print(table)
-    reads_table = Table(title="Reads right after a buy (miss) and repeated (hit), client ms: mean / p99 (reference miss)")
+    with_labels = list(dict.fromkeys(r["invalidation"] for r in buy_rows))
+    charts.grouped_bars(results.chart_path("buys"), "Mean time of a buy per tier, with and without invalidation", with_labels,
+                        {t: [next((r["mean"] for r in buy_rows if r["invalidation"] == lb and r["tier"] == t), 0.0)
+                             for lb in with_labels] for t in TIERS}, "ms")
+    reads_table = Table(title="Reads repeated and right after a buy, client ms: mean / p99 (reference: its miss after an invalidation)")
     reads_table.add_column("cache")
     reads_table.add_column("read")
     reads_table.add_column("client", justify="right")
@@ -217,7 +236,7 @@ def invalidation_command(
                                 fmt(front["mean"]) if front else "-")
     out.print(reads_table)
     names = list(dict.fromkeys(r["read"] for r in miss_rows))
-    charts.grouped_bars(results.chart_path("misses"), "Client time of a read: hit vs right after an invalidation",
+    charts.grouped_bars(results.chart_path("misses"), "Client time of a read: repeated vs right after a buy",
                         names, {c: [next((r["mean"] for r in miss_rows if r["cache"] == c and r["read"] == n and r["tier"] == "client"), 0.0)
                                     for n in names] for c in dict.fromkeys(r["cache"] for r in miss_rows)}, "ms")
     done(results)
@@ -245,14 +264,12 @@ def _mix(text: str) -> Mix:
 
 @bench.command("throughput")
 def throughput_command(
-    mix: str = typer.Option("lookup", "--mix", help="lookup, search, buy, LOOKUP/BUY (90/10) or LOOKUP/SEARCH/BUY."),
-    concurrency: str = typer.Option("1,2,4,8,16,32,64,128", "--concurrency", help="Closed-loop clients per point."),
-    rates: str = typer.Option("50,100,200,400", "--rates", help="Open-loop arrival rates, requests/s."),
-    seconds: float = typer.Option(5.0, "--seconds", min=0.1, max=600, help="Length of each point."),
-    max_requests: int = typer.Option(20_000, "--max-requests", min=1, help="Cap on the requests of a closed-loop point."),
-    url: Optional[str] = UrlOpt, spawn: bool = SpawnOpt, token: Optional[str] = TokenOpt,
-    control_url: Optional[str] = ControlOpt, config: Optional[Path] = ConfigOpt, out_dir: Path = OutOpt,
-    replicas: int = ReplicasOpt,
+    mix: MixText = "lookup",
+    concurrency: Annotated[str, typer.Option("--concurrency", help="Closed-loop clients per point.")] = "1,2,4,8,16,32,64,128",
+    rates: Annotated[str, typer.Option("--rates", help="Open-loop arrival rates, requests/s.")] = "50,100,200,400",
+    seconds: Seconds = 5.0, max_requests: MaxRequests = 20_000,
+    url: Url = None, spawn: Spawn = False, token: Token = None, control_url: ControlUrl = None,
+    config: ConfigFile = None, out_dir: OutDir = OUT, replicas: Replicas = 3,
 ) -> None:
     """Requests/s and p50/p99 against concurrency (closed loop) and arrival rate (open loop)."""
     chosen, levels, arrivals = _mix(mix), _numbers(concurrency, int), _numbers(rates, float)
@@ -291,12 +308,11 @@ def throughput_command(
 
 @bench.command("failover")
 def failover_command(
-    rate: float = typer.Option(50.0, "--rate", min=1, max=2000, help="Open-loop requests/s during the run."),
-    seconds: float = typer.Option(40.0, "--seconds", min=2, max=3600, help="Length of the run; kills at 1/4, 2/4, 3/4."),
-    mix: str = typer.Option("50/50", "--mix", help="lookup, search, buy, LOOKUP/BUY or LOOKUP/SEARCH/BUY."),
-    url: Optional[str] = UrlOpt, spawn: bool = SpawnOpt, token: Optional[str] = TokenOpt,
-    control_url: Optional[str] = ControlOpt, config: Optional[Path] = ConfigOpt, out_dir: Path = OutOpt,
-    replicas: int = ReplicasOpt,
+    rate: Annotated[float, typer.Option("--rate", min=1, max=2000, help="Open-loop requests/s during the run.")] = 50.0,
+    seconds: Annotated[float, typer.Option("--seconds", min=2, max=3600, help="Length of the run; kills at 1/4, 2/4, 3/4.")] = 40.0,
+    mix: MixText = "50/50",
+    url: Url = None, spawn: Spawn = False, token: Token = None, control_url: ControlUrl = None,
+    config: ConfigFile = None, out_dir: OutDir = OUT, replicas: Replicas = 3,
 ) -> None:
     """Steady load while the catalog leader, an order follower and the order leader are killed (kill -9)."""
     chosen = _mix(mix)
@@ -315,13 +331,17 @@ def failover_command(
                     [b["t"] for b in bins], {"answered per 100 ms": [b["ok"] for b in bins], "errors per 100 ms": [b["errors"] for b in bins]},
                     [(k.at, f"kill {k.node} ({k.role})") for k in found["kills"]], "requests")
     table = Table(title=f"Failover: {chosen.label} at {rate:g} requests/s for {seconds:g} s")
-    for col in ("kill at s", "node", "role", "requests", "errors", "slow", "time to recover s"):
+    for col in ("kill at s", "node (term)", "role", "next leader (term), after s", "answers", "errors", "slow",
+                "time to recover s", "writes paused s"):
         table.add_column(col, justify="right")
     for r in recovered:
-        table.add_row(f"{r['kill_at_s']:.1f}", r["node"], r["role"], str(r["requests"]), str(r["errors"]), str(r["slow"]), f"{r['recover_s']:.2f}")
+        elected = f"{r['new_leader']} ({r['new_term']}), {r['elected_after_s']:.2f}" if r["new_leader"] else "-"
+        table.add_row(f"{r['kill_at_s']:.1f}", f"{r['node']} ({r['term']})", r["role"], elected, str(r["requests"]),
+                      str(r["errors"]), str(r["slow"]), f"{r['recover_s']:.2f}", fmt(r["writes_paused_s"]))
     out.print(table)
-    out.print(f"slow = answered after more than {recovered[0]['slow_threshold_ms']:.0f} ms; dropped (too many in flight): {found['dropped']}"
-              if recovered else "no kills were made")
+    out.print(f"role: as the node itself reported just before its kill; answers counted by when they came; slow = answered "
+              f"after more than {recovered[0]['slow_threshold_ms']:.0f} ms; writes paused = longest time without an answered "
+              f"buy; dropped (too many in flight): {found['dropped']}" if recovered else "no kills were made")
     done(results)
 
 
@@ -330,13 +350,12 @@ def failover_command(
 
 @bench.command("scale")
 def scale_command(
-    frontends: str = typer.Option("1,2,4", "--frontends", help="Frontend counts for the lookup load."),
-    replica_counts: str = typer.Option("1,3,5", "--replica-counts", help="Replicas per group for the buy load (odd)."),
-    concurrency: int = typer.Option(32, "--concurrency", min=1, max=1024, help="Closed-loop clients."),
-    seconds: float = typer.Option(5.0, "--seconds", min=0.1, max=600, help="Length of each point."),
-    max_requests: int = typer.Option(20_000, "--max-requests", min=1, help="Cap on the requests of a point."),
-    spawn: bool = typer.Option(True, "--spawn", help="Always: each point runs on a cluster of its own."),
-    out_dir: Path = OutOpt,
+    frontends: Annotated[str, typer.Option("--frontends", help="Frontend counts for the lookup load.")] = "1,2,4",
+    replica_counts: Annotated[str, typer.Option("--replica-counts", help="Replicas per group for the buy load (odd).")] = "1,3,5",
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=1024, help="Closed-loop clients.")] = 32,
+    seconds: Seconds = 5.0, max_requests: MaxRequests = 20_000,
+    spawn: Annotated[bool, typer.Option("--spawn", help="Always: each point runs on a cluster of its own.")] = True,
+    out_dir: OutDir = OUT,
 ) -> None:
     """Lookups/s through 1, 2 and 4 frontends and buys/s with 1, 3 and 5 replicas (each a spawned cluster)."""
     fronts, groups = _numbers(frontends, int), _numbers(replica_counts, int)
@@ -359,12 +378,14 @@ def scale_command(
                 x["ratio_to_first"] = x["ok_per_s"] / base if base else float("nan")
     results.figure("scale", rows, [f"{concurrency} closed-loop clients per point"])
     table = Table(title=f"Scale: {concurrency} closed-loop clients, {seconds:g} s per point")
-    for col in ("load", "frontends", "replicas", "answered/s", "ratio", "p50 ms", "p99 ms", "errors"):
+    for col in ("load", "frontends", "replicas", "answered/s", "ratio", "p50 ms", "p99 ms", "errors", "driver CPU"):
         table.add_column(col, justify="right")
     for x in rows:
         table.add_row(x["load"], str(x["frontends"]), str(x["replicas"]), fmt(x["ok_per_s"]), fmt(x["ratio_to_first"]),
-                      fmt(x["p50_ms"]), fmt(x["p99_ms"]), str(x["errors"]))
+                      fmt(x["p50_ms"]), fmt(x["p99_ms"]), str(x["errors"]), f"{x['driver_cpu']:.0%}")
     out.print(table)
+    out.print(f"driver CPU: the share of one core the load generator (this one Python process) used, of {os.cpu_count()} cores; "
+              "near 100% it, not the cluster, is the limit")
     look = [x for x in rows if x["load"] == "lookup"]
     buys = [x for x in rows if x["load"] == "buy"]
     charts.lines(results.chart_path("scale"), "What more frontends and replicas do", "frontends (lookups) / replicas (buys)", "answered/s",

@@ -4,6 +4,7 @@ and 5 replicas per group, each on a cluster of its own: what more frontends and 
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any, Callable
 
 from pygmy.bench.loops import Mix, closed_loop, rate_row
@@ -19,6 +20,9 @@ async def point(target: Target, mix: Mix, *, concurrency: int, seconds: float, m
         clients = [await stack.enter_async_context(PygmyClient(url, admin_token=target.admin_token))
                    for url in target.frontends]
         items = await ready_books(clients[0], max_requests if "buy" in mix.weights else 0)
+        cpu = time.process_time()
         samples, elapsed = await closed_loop(clients, concurrency, mix, items, seconds=seconds,
                                              max_requests=max_requests, tick=tick)
-    return rate_row(samples, elapsed)
+        cpu = time.process_time() - cpu
+    # The share of one core this driver (one Python process) used: near 1.0, the driver is the limit.
+    return {**rate_row(samples, elapsed), "driver_cpu": cpu / elapsed if elapsed > 0 else float("nan")}
