@@ -83,6 +83,7 @@ def up(
     restart: bool = typer.Option(True, "--restart/--no-restart", help="Restart a node that exits (with backoff)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Frontends answer every lookup and search from the catalog (no cache, no leases)."),
     control: Optional[bool] = typer.Option(None, "--control/--no-control", help="Serve the control endpoint (list, kill -9, restart nodes; admin token). Default: as [control] says (off)."),
+    netns: bool = typer.Option(False, "--netns", help="Every node in its own network namespace at its own address (needs root), for `pygmy partition` and `pygmy heal`; turns the control endpoint on."),
 ) -> None:
     """Start the whole cluster on this machine and keep it running; Ctrl-C stops every node."""
     import dataclasses
@@ -97,14 +98,20 @@ def up(
         cfg = _or_exit(lambda: cfg.with_replicas(replicas))
     if control is not None:
         cfg = cfg.with_overrides(control=dataclasses.replace(cfg.control, enabled=control))
+    lab = _netlab_or_exit(cfg) if netns else None
+    if lab is not None:
+        cfg = lab.with_control(cfg)
     if cfg.admin_token:  # else `pygmy up` generates a strong one, checked after start
         _or_exit(lambda: check_binding(cfg))
     _check_catalog_file(cfg)
-    supervisor = Supervisor(cfg, restart=restart, report=_report)
+    supervisor = Supervisor(lab.nodes_config(cfg) if lab else cfg, restart=restart, report=_report)
     _lock_or_exit(supervisor)
-    controller = ControlServer(supervisor, cfg.control) if cfg.control.enabled else None
+    controller = ControlServer(supervisor, cfg.control, lab.network, (lab.network.gateway,)) if lab else (
+        ControlServer(supervisor, cfg.control) if cfg.control.enabled else None)
     install_stop_handlers()
     try:
+        if lab is not None:
+            _or_exit(lambda: lab.start(supervisor))
         _or_exit(supervisor.start)
         if controller is not None:
             # After start: the admin token may have just been generated.
@@ -118,7 +125,9 @@ def up(
         frontend = cfg.of_kind("frontend")[0].url
         _print_health_of(frontend)
         out.print(f"Logs in {supervisor.log_dir}. Data in {cfg.data_dir}. Frontend at [bold]{frontend}[/]. Ctrl-C stops the cluster.")
-        out.print(f"In another shell: [bold]{_pygmy_command()} buy 1[/], then [bold]{_pygmy_command()} lookup 1[/].")
+        out.print(f"In another shell: [bold]{_pygmy_command()} buy 1[/], then [bold]{_pygmy_command()} lookup 1[/]."
+                  if lab is None else f"In another shell: [bold]{_pygmy_command()} buy 1 --url {frontend}[/] (or export PYGMY_URL={frontend}), "
+                  f"[bold]pygmy partition catalog-0[/], [bold]pygmy heal[/], [bold]pygmy check -c {supervisor.config_path}[/].")
         while not supervisor.finished():
             supervisor.poll()
             time.sleep(0.2)
@@ -131,7 +140,21 @@ def up(
         if controller is not None:
             controller.stop()
         supervisor.stop()
-    out.print("all nodes stopped.")
+        if lab is not None:
+            lab.stop()
+    out.print("all nodes stopped." if lab is None else "all nodes stopped and their network namespaces removed.")
+
+
+def _netlab_or_exit(cfg: Config) -> Any:
+    """The namespaces for `up --netns`, or one line saying why they cannot be made (77 not root, 78 no tools)."""
+    from pygmy.cluster.netlab import LabUnavailable, NetLab
+
+    try:
+        NetLab.check()
+    except LabUnavailable as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.status) from None
+    return NetLab(cfg)
 
 
 def _lock_or_exit(supervisor: Any) -> None:
@@ -564,6 +587,9 @@ def main() -> None:
     _register_sim()
     _register_bench()
     _register_delay_proxy()
+    from pygmy.cluster.lab_command import register as register_lab
+
+    register_lab(app)  # partition, heal, partitions (the `up --netns` lab)
     app()
 
 

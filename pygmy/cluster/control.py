@@ -19,6 +19,8 @@ from aiohttp import web
 from pygmy.cluster.credentials import MIN_SECRET_LENGTH, is_loopback, weakness
 from pygmy.cluster.launcher import Supervisor
 from pygmy.cluster.load import Load, LoadError, LoadSpec
+from pygmy.cluster.netlab import add_routes as add_partition_routes
+from pygmy.cluster.netns import Network
 from pygmy.common.auth import require_admin
 from pygmy.common.errors import ApiError, Handler, bad_request, error_middleware, not_found
 from pygmy.common.jsonio import json_response, read_json_object
@@ -153,7 +155,7 @@ async def admin_only(request: web.Request, handler: Handler) -> web.StreamRespon
     return await handler(request)
 
 
-def create_app(supervisor: Supervisor) -> web.Application:
+def create_app(supervisor: Supervisor, network: Network | None = None) -> web.Application:
     app = web.Application(middlewares=[server_timing_middleware("control"), error_middleware, admin_only], client_max_size=64 * 1024)
     app[SUPERVISOR] = supervisor
     app[STATE] = {}
@@ -165,6 +167,7 @@ def create_app(supervisor: Supervisor) -> web.Application:
     r.add_get("/control/load", load_status)
     r.add_post("/control/load", start_load)
     r.add_delete("/control/load", stop_load)
+    add_partition_routes(app, network)  # 409 unless `pygmy up --netns` (pygmy/cluster/netlab.py)
 
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
         app[STATE]["tiers"] = TierClient(supervisor.config.cluster_secret)
@@ -184,9 +187,12 @@ def create_app(supervisor: Supervisor) -> web.Application:
 class ControlServer:
     """The control app on its own event loop in a daemon thread; `start()` returns once it listens."""
 
-    def __init__(self, supervisor: Supervisor, settings: ControlSettings) -> None:
+    def __init__(self, supervisor: Supervisor, settings: ControlSettings, network: Network | None = None,
+                 also_on: tuple[str, ...] = ()) -> None:
         self.supervisor = supervisor
         self.settings = settings
+        self.network = network
+        self.also_on = also_on  # more addresses to listen on (the nodes' bridge, under --netns)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="pygmy-control", daemon=True)
         self._runner: web.AppRunner | None = None
@@ -201,14 +207,16 @@ class ControlServer:
                 f"the control endpoint cannot listen on {self.settings.host}:{self.settings.port} ({exc.strerror}); "
                 f"choose another [control] port"
             ) from None
+        also = "".join(f" and http://{host}:{self.settings.port}/control" for host in self.also_on)
         self.supervisor.report(
-            f"the control endpoint listens on {self.settings.url}/control (admin token required)"
+            f"the control endpoint listens on {self.settings.url}/control{also} (admin token required)"
         )
 
     async def _listen(self) -> None:
-        self._runner = web.AppRunner(create_app(self.supervisor), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(create_app(self.supervisor, self.network), access_log=None, handle_signals=False)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.settings.host, self.settings.port, reuse_address=True).start()
+        for host in (self.settings.host, *self.also_on):
+            await web.TCPSite(self._runner, host, self.settings.port, reuse_address=True).start()
 
     def stop(self) -> None:
         if not self._thread.is_alive():
