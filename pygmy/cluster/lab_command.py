@@ -62,9 +62,9 @@ def partition(
 ) -> None:
     """Cut a node off from every other node (or from those given with --from), both ways.
 
-    Packets between them are dropped (iptables DROP in the node's network namespace); the node and the
-    host still reach each other. Needs a cluster started with [bold]sudo pygmy up --netns[/]; undo with
-    [bold]pygmy heal[/].
+    Packets between them are dropped (iptables DROP in the node's network namespace); the node and the host still reach each other.
+
+    Needs a cluster started with [bold]sudo pygmy up --netns[/]; undo with [bold]pygmy heal[/].
     """
     body: dict[str, Any] = {"node": node}
     if others is not None:

@@ -102,8 +102,15 @@ class Network:
             run("ip", "-n", ns, "link", "set", inside, "up")
             run("ip", "-n", ns, "link", "set", "lo", "up")
 
+    def _outside_links(self) -> list[str]:
+        return [f"pg{self.tag}o{i}" for i in range(len(self.namespaces))]
+
     def destroy(self) -> None:
-        for ns in self.namespaces.values():  # deleting a namespace deletes its veth pair and its rules
+        # Deleting a namespace deletes its veth pair and its rules, but the kernel does it later: the pair is
+        # deleted first so that a new network with these names can be made at once.
+        for link in self._outside_links():
+            _quietly("ip", "link", "del", link)
+        for ns in self.namespaces.values():
             _quietly("ip", "netns", "del", ns)
             MADE.discard(ns)
         _quietly("ip", "link", "del", self.bridge)
@@ -114,17 +121,13 @@ class Network:
         listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=TIMEOUT).stdout
         present = {line.split()[0] for line in listed.splitlines() if line.strip()}
         found = sorted(ns for ns in present if ns.startswith(f"pg{self.tag}-"))
-        bridge = subprocess.run(["ip", "link", "show", self.bridge], capture_output=True, timeout=TIMEOUT)
-        return found + ([self.bridge] if bridge.returncode == 0 else [])
+        links = [link for link in (*self._outside_links(), self.bridge) if _link_exists(link)]
+        return found + links
 
     def remove_leftovers(self) -> list[str]:
         """Remove what `leftovers()` finds; returns what it removed."""
         found = self.leftovers()
-        for thing in found:
-            if thing == self.bridge:
-                _quietly("ip", "link", "del", thing)
-            else:
-                _quietly("ip", "netns", "del", thing)
+        self.destroy()
         return found
 
     def command(self, name: str, args: list[str]) -> list[str]:
@@ -166,6 +169,10 @@ class Network:
             self.iptables(holder, "-D", "INPUT", "-s", self.addresses[other], "-j", "DROP")
             self.iptables(holder, "-D", "OUTPUT", "-d", self.addresses[other], "-j", "DROP")
         return healed
+
+
+def _link_exists(name: str) -> bool:
+    return subprocess.run(["ip", "link", "show", name], capture_output=True, timeout=TIMEOUT).returncode == 0
 
 
 def remove_made() -> None:
