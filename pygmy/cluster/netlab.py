@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 from typing import Any, Callable
 
 from aiohttp import web
@@ -43,10 +44,12 @@ class NetLab:
 
     @staticmethod
     def check() -> None:
+        if os.geteuid() != 0:
+            raise LabUnavailable("pygmy up --netns needs root (it makes network namespaces, a bridge and iptables rules): "
+                                 "run it with sudo", EXIT_NO_PERMISSION)
         why = unavailable_reason()
         if why is not None:
-            status = EXIT_NO_PERMISSION if "root" in why else EXIT_UNAVAILABLE
-            raise LabUnavailable(f"pygmy up --netns cannot run: {why}", status)
+            raise LabUnavailable(f"pygmy up --netns cannot run: {why}", EXIT_UNAVAILABLE)
 
     @staticmethod
     def with_control(config: Config) -> Config:
