@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from support.cluster import Cluster
 from support.http import Api, assert_error, ok_json
-from support.invariants import check_store, leader_of, order_ledger
+from support.invariants import check_store, leader_of, order_ledger, wait_nothing_pending
 from support.load import Load, Outcome
 from support.polling import wait_for
 
@@ -202,6 +202,32 @@ def test_a_deadline_is_passed_on_so_no_tier_waits_for_a_leader_longer_than_its_c
     finally:
         for i in range(1, module_cluster.replicas):
             module_cluster.restart("order", i)
+
+
+def test_the_order_leader_passes_what_is_left_of_its_caller_s_deadline_on_to_the_catalog(module_cluster: Cluster) -> None:
+    # A leaderless catalog group: one follower left of three. The order leader's own call to the catalog
+    # would retry for 6 s; with its caller's 0.5 s passed on, it gives up (outcome_unknown) while the caller
+    # still listens. The caller here is the frontend's hop, made by hand so nothing stops listening early.
+    order_leader = leader_of(module_cluster, "order")
+    buy_at = module_cluster.url("order", order_leader) + "/internal/buy"
+    headers = module_cluster.secret_headers()
+    # Once bought, the item is known to the order leader: the buy goes straight to the catalog's decrement.
+    assert requests.post(buy_at, json={"item": ITEM}, headers=headers, timeout=30).status_code == 200
+    catalog_leader = leader_of(module_cluster, "catalog")
+    gone = [catalog_leader, next(i for i in range(module_cluster.replicas) if i != catalog_leader)]
+    survivor = next(i for i in range(module_cluster.replicas) if i not in gone)
+    for i in gone:
+        module_cluster.kill("catalog", i)
+    wait_for(f"catalog-{survivor} to lose its leader",
+             lambda: (module_cluster.status("catalog", survivor) or {}).get("leader") is None)
+    try:
+        buy, took = _timed("POST", buy_at, json={"item": ITEM}, headers={**headers, "X-Pygmy-Deadline-Ms": "500"})
+        assert buy.status_code == 503, buy.text
+        assert took < 3.0, f"the order leader took {took:.2f} s against its caller's deadline of 0.5 s"
+    finally:
+        for i in gone:
+            module_cluster.restart("catalog", i)
+        wait_nothing_pending(module_cluster, timeout=30)  # the settler resolves the buy left pending
 
 
 @pytest.mark.parametrize("value", ["soon", "-5", "0", "1.5", ""])
