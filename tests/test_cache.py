@@ -25,6 +25,7 @@ import requests
 from pygmy.checker.linearizability import Operation, check, stock_model
 from support.cluster import Cluster, running_cluster
 from support.http import Api
+from support.polling import wait_for
 from support.stock_ops import choose, perform, record
 
 LEASE_MS = 1000
@@ -61,20 +62,16 @@ def _api(c: Cluster, frontend: int) -> Api:
 
 def _wait_for_leases(c: Cluster, timeout: float = 20.0) -> None:
     """Until every frontend holds a catalog lease (a hit proves it: entries are served only under one)."""
-    deadline = time.monotonic() + timeout
     for i in range(c.frontends):
-        while _get(c, i, "/lookup/7").headers.get("X-Pygmy-Cache") != "hit":
-            assert time.monotonic() < deadline, f"frontend-{i} never served a hit\n{c.logs()}"
-            time.sleep(0.1)
+        wait_for(f"frontend-{i} to serve a hit", lambda: _get(c, i, "/lookup/7").headers.get("X-Pygmy-Cache") == "hit",
+                 timeout, details=c.logs)
 
 
 def _until_hit(c: Cluster, frontend: int, path: str, timeout: float = 10.0) -> None:
     """Until the frontend answers `path` from its cache (after a write, a deaf frontend's next lease
     starts empty, so the first fills may be dropped)."""
-    deadline = time.monotonic() + timeout
-    while _get(c, frontend, path).headers.get("X-Pygmy-Cache") != "hit":
-        assert time.monotonic() < deadline, f"frontend-{frontend} never served {path} from its cache"
-        time.sleep(0.1)
+    wait_for(f"frontend-{frontend} to serve {path} from its cache",
+             lambda: _get(c, frontend, path).headers.get("X-Pygmy-Cache") == "hit", timeout)
 
 
 def _get(c: Cluster, frontend: int, path: str) -> requests.Response:

@@ -15,6 +15,7 @@ from support.catalogs import REFERENCE_BOOKS, book, write_csv_catalog
 from support.cli import failed_cleanly, json_output, run_pygmy, succeeded
 from support.cluster import PYTHON, Cluster, free_ports, pid_alive, port_is_listening
 from support.http import Api
+from support.polling import wait_for
 
 COMMANDS = ["up", "serve", "search", "lookup", "buy", "update", "orders", "status", "client", "delay-proxy"]
 
@@ -247,14 +248,8 @@ def test_up_starts_the_cluster_prints_its_status_and_stops_every_node_on_a_signa
 
 
 def _wait_for_text(c: Cluster, log_name: str, words: list[str], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        text = c.log(log_name)
-        if all(w in text for w in words):
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{log_name}.log never mentioned {words}:\n{text}")
-        time.sleep(0.1)
+    wait_for(f"{log_name}.log to mention {words}", lambda: all(w in c.log(log_name) for w in words), timeout,
+             details=lambda: c.log(log_name))
 
 
 # -- starting nodes --------------------------------------------------------------------------------

@@ -10,9 +10,8 @@ while they are checked. The second half runs `pygmy up --control` with the real 
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import Any, AsyncIterator, Iterator
 
 import pytest
 import requests
@@ -24,6 +23,7 @@ from pygmy.config import Node, load
 from support.cli import failed_cleanly, run_pygmy
 from support.cluster import Cluster, pid_alive
 from support.http import Api, assert_error
+from support.polling import wait_for
 
 DEADLINE = 60.0
 TOKEN = "control-test-token-0123456789"
@@ -162,15 +162,6 @@ def nodes(cluster: Cluster) -> dict[str, dict[str, Any]]:
     return {row["name"]: row for row in call(cluster, "GET", "/control/nodes").json()["nodes"]}
 
 
-def until(what: str, check: Callable[[], Any], timeout: float = DEADLINE) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout:g} s: {what}")
-
-
 def test_up_refuses_a_control_endpoint_off_loopback_with_a_published_token(tmp_path: Path) -> None:
     config = tmp_path / "pygmy.toml"
     from pygmy.config import DEFAULT_TOML
@@ -193,9 +184,9 @@ def test_kill_really_kills_the_leader_and_up_restarts_it(up: Cluster) -> None:
     resp = call(up, "POST", f"/control/nodes/{name}/kill")
     assert resp.status_code == 200 and resp.json()["node"]["state"] != "running"
     assert not pid_alive(pid)
-    row = until(f"{name} running again", lambda: (r := nodes(up)[name])["state"] == "running" and r["pid"] and r)
+    row = wait_for(f"{name} running again", lambda: (r := nodes(up)[name])["state"] == "running" and r["pid"] and r, timeout=DEADLINE)
     assert row["pid"] != pid and row["restarts"] >= 1
-    until(f"{name} answering again", lambda: up.status("catalog", leader))
+    wait_for(f"{name} answering again", lambda: up.status("catalog", leader), timeout=DEADLINE)
     _, new_term = up.leader("catalog", timeout=DEADLINE)
     assert new_term > term, "the group must have elected a new leader after its leader was killed"
 
@@ -207,7 +198,7 @@ def test_transfer_moves_the_leadership_and_is_refused_on_a_follower(up: Cluster)
     body = call(up, "POST", f"/control/nodes/order-{leader}/transfer").json()
     assert body["from"] == f"order-{leader}" and body["to"] not in (None, body["from"])
     new_leader = body["to"]
-    until(f"{new_leader} leads", lambda: f"order-{up.leader('order')[0]}" == new_leader)
+    wait_for(f"{new_leader} leads", lambda: f"order-{up.leader('order')[0]}" == new_leader, timeout=DEADLINE)
 
 
 def test_a_load_runs_at_its_rate_for_its_time_restocks_first_and_can_be_stopped(up: Cluster) -> None:
@@ -218,11 +209,11 @@ def test_a_load_runs_at_its_rate_for_its_time_restocks_first_and_can_be_stopped(
     started = call(up, "POST", "/control/load", json={"mix": "buy", "rate": 20, "seconds": 2}).json()
     assert started["running"] is True
     assert_error(call(up, "POST", "/control/load", json={"mix": "lookup"}), 409, "load_running")
-    done = until("the load ends", lambda: not (s := call(up, "GET", "/control/load").json())["running"] and s)
+    done = wait_for("the load ends", lambda: not (s := call(up, "GET", "/control/load").json())["running"] and s, timeout=DEADLINE)
     assert done["sent"] == 40 and done["ok"] == 40 and done["errors"] == 0, done
     assert api.order_count() - before == done["ok"], "every buy the load counted as answered opened one order"
     call(up, "POST", "/control/load", json={"mix": "mixed", "rate": 10, "seconds": 600})
-    until("the second load sends", lambda: call(up, "GET", "/control/load").json()["sent"] > 5)
+    wait_for("the second load sends", lambda: call(up, "GET", "/control/load").json()["sent"] > 5, timeout=DEADLINE)
     stopped = call(up, "DELETE", "/control/load").json()
     assert stopped["running"] is False and stopped["sent"] < 600 * 10
 

@@ -22,8 +22,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from support.cluster import Cluster
 from support.http import Api, assert_error, ok_json
-from support.invariants import check_store, leader_of, order_ledger
+from support.invariants import check_store, leader_of, order_ledger, wait_nothing_pending
 from support.load import Load, Outcome
+from support.polling import wait_for
 
 ELECTION_WAIT = 4.0  # the frontend's default election_wait_ms, in seconds
 KILL_AFTER = 1.5  # seconds into the load
@@ -38,17 +39,6 @@ def _victim(cluster: Cluster, kind: str, role: str) -> int:
 
 def _health(cluster: Cluster) -> dict[str, Any]:
     return ok_json(requests.get(cluster.frontend_url + "/health", timeout=10))
-
-
-def _wait_for(condition: Any, what: str, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def _frontend_row(cluster: Cluster, name: str) -> dict[str, Any]:
@@ -88,8 +78,8 @@ def test_kill_9_of_one_replica_during_load_gives_no_read_error_and_no_duplicate_
         f"a retried buy opened a second order"
     )
     name = f"{kind}-{victim}"
-    _wait_for(lambda: (row := _frontend_row(module_cluster, name))["status"] == "up" and row["restarted"],
-              f"the frontend to see {name} restarted")
+    wait_for(f"the frontend to see {name} restarted",
+             lambda: (row := _frontend_row(module_cluster, name))["status"] == "up" and row["restarted"])
 
 
 def _check_buys(buys: list[Outcome], *, election: bool, killed_at: float) -> None:
@@ -132,7 +122,7 @@ async def _many_health(url: str, count: int) -> list[tuple[int, dict[str, Any]]]
 def test_500_concurrent_health_calls_during_load_all_report_every_node_up_without_asking_the_replicas(
     module_cluster: Cluster,
 ) -> None:
-    _wait_for(lambda: _health(module_cluster)["status"] == "ok", "every node to be up")
+    wait_for("every node to be up", lambda: _health(module_cluster)["status"] == "ok")
     load = Load(module_cluster.frontend_url, readers=4, buyers=1, seconds=30).start()
     try:
         time.sleep(0.5)
@@ -169,7 +159,7 @@ def test_a_refused_connection_marks_the_replica_down_at_once_and_the_next_reques
     # The cache off: every lookup reaches a replica, so the rotation is what the test watches.
     cluster = make_cluster("slow-heartbeats", frontend={"heartbeat_ms": 60_000}, cache={"enabled": False})
     api = Api(cluster.frontend_url, cluster.admin_token)
-    _wait_for(lambda: _health(cluster)["status"] == "ok", "every node to be up")
+    wait_for("every node to be up", lambda: _health(cluster)["status"] == "ok")
     victim = _victim(cluster, "catalog", "follower")
     victim_url = cluster.url("catalog", victim)
     for _ in range(2 * cluster.replicas):
@@ -201,7 +191,7 @@ def test_a_deadline_is_passed_on_so_no_tier_waits_for_a_leader_longer_than_its_c
     survivor = 0
     for i in range(1, module_cluster.replicas):
         module_cluster.kill("order", i)
-    _wait_for(lambda: (module_cluster.status("order", survivor) or {}).get("leader") is None, "order-0 to lose its leader")
+    wait_for("order-0 to lose its leader", lambda: (module_cluster.status("order", survivor) or {}).get("leader") is None)
     try:
         direct, direct_took = _timed("GET", module_cluster.url("order", survivor) + "/internal/orders",
                                      headers={**module_cluster.secret_headers(), "X-Pygmy-Deadline-Ms": "300"})
@@ -212,6 +202,32 @@ def test_a_deadline_is_passed_on_so_no_tier_waits_for_a_leader_longer_than_its_c
     finally:
         for i in range(1, module_cluster.replicas):
             module_cluster.restart("order", i)
+
+
+def test_the_order_leader_passes_what_is_left_of_its_caller_s_deadline_on_to_the_catalog(module_cluster: Cluster) -> None:
+    # A leaderless catalog group: one follower left of three. The order leader's own call to the catalog
+    # would retry for 6 s; with its caller's 0.5 s passed on, it gives up (outcome_unknown) while the caller
+    # still listens. The caller here is the frontend's hop, made by hand so nothing stops listening early.
+    order_leader = leader_of(module_cluster, "order")
+    buy_at = module_cluster.url("order", order_leader) + "/internal/buy"
+    headers = module_cluster.secret_headers()
+    # Once bought, the item is known to the order leader: the buy goes straight to the catalog's decrement.
+    assert requests.post(buy_at, json={"item": ITEM}, headers=headers, timeout=30).status_code == 200
+    catalog_leader = leader_of(module_cluster, "catalog")
+    gone = [catalog_leader, next(i for i in range(module_cluster.replicas) if i != catalog_leader)]
+    survivor = next(i for i in range(module_cluster.replicas) if i not in gone)
+    for i in gone:
+        module_cluster.kill("catalog", i)
+    wait_for(f"catalog-{survivor} to lose its leader",
+             lambda: (module_cluster.status("catalog", survivor) or {}).get("leader") is None)
+    try:
+        buy, took = _timed("POST", buy_at, json={"item": ITEM}, headers={**headers, "X-Pygmy-Deadline-Ms": "500"})
+        assert buy.status_code == 503, buy.text
+        assert took < 3.0, f"the order leader took {took:.2f} s against its caller's deadline of 0.5 s"
+    finally:
+        for i in gone:
+            module_cluster.restart("catalog", i)
+        wait_nothing_pending(module_cluster, timeout=30)  # the settler resolves the buy left pending
 
 
 @pytest.mark.parametrize("value", ["soon", "-5", "0", "1.5", ""])

@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator
 
@@ -27,6 +26,7 @@ from pygmy.config import load
 from support.cli import failed_cleanly, run_pygmy, succeeded
 from support.cluster import Cluster, pygmy_command
 from support.http import Api, assert_error
+from support.polling import wait_for
 
 REASON = unavailable_reason()
 needs_netns = pytest.mark.skipif(REASON is not None, reason=f"network namespaces unavailable: {REASON}")
@@ -35,13 +35,7 @@ BUYS = 5
 
 
 def until(what: str, check: Callable[[], Any], timeout: float = DEADLINE) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
+    return wait_for(what, check, timeout)
 
 
 class NetnsUp(Cluster):

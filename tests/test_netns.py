@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from typing import Iterator
 
 import pytest
 import requests
 
 from support.http import Api, ok_json
+from support.polling import wait_for
 from support.netns import NetnsCluster, unavailable_reason
 
 REASON = unavailable_reason()
@@ -28,17 +28,6 @@ def netns_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetnsClu
         yield cluster
     finally:
         cluster.stop()
-
-
-def wait_for(check, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def pygmy_check(cluster: NetnsCluster) -> subprocess.CompletedProcess[str]:
@@ -81,8 +70,8 @@ def test_an_isolated_catalog_leader_commits_nothing_and_rejoins_after_the_heal(n
         assert api.stock(1) == 100 - BUYS
         assert api.order_count() == orders_before + BUYS
         # The majority elected a leader of its own, in a later term.
-        new = wait_for(lambda: next((s for s in (cluster.status("catalog", int(f[-1])) for f in followers)
-                                     if s and s["role"] == "leader" and s["term"] > term), None), what="a new leader")
+        new = wait_for("a new leader", lambda: next((s for s in (cluster.status("catalog", int(f[-1])) for f in followers)
+                                                     if s and s["role"] == "leader" and s["term"] > term), None), 30)
         # The old leader committed nothing after it was cut off, and serves no linearizable read.
         assert cluster.status("catalog", old)["commit"] == cut_off_commit  # type: ignore[index]
         read = requests.get(cluster.url("catalog", old) + "/internal/books/1", headers=cluster.secret_headers(), timeout=15)
@@ -91,8 +80,8 @@ def test_an_isolated_catalog_leader_commits_nothing_and_rejoins_after_the_heal(n
     finally:
         cluster.network.heal(old_name)
     # Healed: it follows the new leader and converges.
-    wait_for(lambda: (s := cluster.status("catalog", old)) and s["leader"] is not None and s["role"] == "follower"
-             and s["applied"] >= new["commit"], what=f"{old_name} to catch up")
+    wait_for(f"{old_name} to catch up", lambda: (s := cluster.status("catalog", old)) and s["leader"] is not None
+             and s["role"] == "follower" and s["applied"] >= new["commit"], 30)
     result = pygmy_check(cluster)
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from support.http import Api
+from support.polling import wait_for
 from support.netns import NetnsCluster, unavailable_reason
 from support.netns_faults import cut_invalidations
 
@@ -55,10 +56,8 @@ def lookup(cluster: NetnsCluster, item: int) -> tuple[int, str]:
 
 
 def until_hit(cluster: NetnsCluster, item: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while lookup(cluster, item)[1] != "hit":
-        assert time.monotonic() < deadline, f"the frontend never served book {item} from its cache"
-        time.sleep(0.05)
+    wait_for(f"the frontend to serve book {item} from its cache", lambda: lookup(cluster, item)[1] == "hit",
+             timeout, 0.05)
 
 
 def lease_waits(cluster: NetnsCluster) -> float:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,6 +16,7 @@ import requests
 from support.cli import failed_cleanly, run_pygmy, succeeded
 from support.cluster import Cluster
 from support.http import Api
+from support.polling import wait_for
 
 from pygmy.config import Config
 
@@ -25,16 +25,8 @@ SETTLE = 20.0  # seconds a cluster may take to elect leaders and catch every rep
 
 
 def wait_until(condition: Callable[[], Any], what: str, timeout: float = SETTLE) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if value := condition():
-                return value
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+    """Until `condition` holds; a node that does not answer yet counts as "not yet"."""
+    return wait_for(what, condition, timeout, ignoring=(requests.RequestException,))
 
 
 def health(cluster: Cluster) -> dict[str, Any]:

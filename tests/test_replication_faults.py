@@ -31,6 +31,7 @@ from pygmy.checker.linearizability import Operation, check, stock_model
 from support.catalogs import book, write_json_catalog
 from support.cluster import Cluster
 from support.invariants import catalog_ledger, check_store, leader_of, status, terms, wait_digests_agree
+from support.polling import wait_for
 
 REQUEST_TIMEOUT = 20.0  # a frontend answers within its backends' deadlines (~6 s each); this is only a backstop
 FAILURE_CODES = {"unavailable", "outcome_unknown"}
@@ -481,10 +482,8 @@ def _storm(make_cluster: Callable[..., Cluster], tmp_path: Path, seconds: float,
 
 def _wait_loaded(cluster: Cluster, timeout: float = 15.0) -> None:
     """Until the initial catalog is in (a fresh cluster seeds it through the log after it starts)."""
-    deadline = time.monotonic() + timeout
-    while _send("GET", f"{cluster.frontend_url}/lookup/1").status != 200:
-        assert time.monotonic() < deadline, f"the catalog did not load\n{cluster.logs()}"
-        time.sleep(0.05)
+    wait_for("the catalog to load", lambda: _send("GET", f"{cluster.frontend_url}/lookup/1").status == 200, timeout, 0.05,
+             details=cluster.logs)
 
 
 @pytest.mark.timeout(STORM_SECONDS + 240)

@@ -5,7 +5,6 @@ the stored result of another item's buy (the issue's scenario, on a real cluster
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 from pygmy.config import load
@@ -13,15 +12,13 @@ from pygmy.ops.backup import read_backup, restore_group
 from support.cli import run_pygmy, succeeded
 from support.cluster import Cluster
 from support.http import Api, ok_json
+from support.polling import wait_for
 
 DEADLINE = 30.0
 
 
 def wait_for_leaders(api: Api) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while api.get("/health").json().get("status") != "ok":
-        assert time.monotonic() < deadline, "the groups elected no leaders in time"
-        time.sleep(0.2)
+    wait_for("both groups to elect leaders", lambda: api.get("/health").json().get("status") == "ok", DEADLINE, 0.2)
 
 
 def buy_when_ready(api: Api, item: int) -> dict:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -22,6 +21,7 @@ import pytest
 from support.cli import run_pygmy, succeeded
 from support.cluster import LIVE, Cluster
 from support.http import Api
+from support.polling import wait_for
 
 EXIT_DAMAGED = 78
 DEADLINE = 60.0
@@ -132,11 +132,9 @@ def test_a_damaged_replica_refuses_to_start_with_78_and_once_wiped_is_rebuilt_fr
 
 
 def wait_until_caught_up(c: Cluster, kind: str, node_id: int) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
+    def caught_up() -> bool:
         leader, _ = c.leader(kind)
         ours, theirs = c.status(kind, node_id), c.status(kind, leader)
-        if ours and theirs and ours["role"] in ("follower", "leader") and ours["applied"] >= theirs["commit"]:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{kind}-{node_id} did not catch up\n{c.logs()}")
+        return bool(ours and theirs and ours["role"] in ("follower", "leader") and ours["applied"] >= theirs["commit"])
+
+    wait_for(f"{kind}-{node_id} to catch up", caught_up, DEADLINE, details=c.logs)

@@ -26,6 +26,7 @@ from pygmy.config import Config, ConfigError, Node, load
 from support.cli import failed_cleanly, run_pygmy
 from support.cluster import Cluster, pid_alive
 from support.http import Api
+from support.polling import wait_for
 
 DEADLINE = 30.0
 
@@ -270,12 +271,7 @@ class UpCluster(Cluster):
         return {}
 
     def wait_for(self, what: str, check: Callable[[], object], timeout: float = DEADLINE) -> object:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if found := check():
-                return found
-            time.sleep(0.1)
-        raise AssertionError(f"{what} did not happen within {timeout} s\n{self.logs()}")
+        return wait_for(what, check, timeout, details=self.logs)
 
     def wait_all_started(self, names: set[str]) -> None:
         def all_started() -> bool:

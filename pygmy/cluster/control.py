@@ -24,6 +24,7 @@ from pygmy.cluster.netns import Network
 from pygmy.common.auth import require_admin
 from pygmy.common.errors import ApiError, Handler, bad_request, error_middleware, not_found
 from pygmy.common.jsonio import json_response, read_json_object
+from pygmy.common.server import run_with_app
 from pygmy.common.tier_client import TierClient, TierUnavailable
 from pygmy.common.timing import server_timing_middleware
 from pygmy.config import Config, ConfigError, ControlSettings
@@ -142,10 +143,14 @@ async def load_status(request: web.Request) -> web.Response:
 
 
 async def stop_load(request: web.Request) -> web.Response:
-    load: Load | None = request.app[STATE].get("load")
+    await _stop_running_load(request.app[STATE])
+    return await load_status(request)
+
+
+async def _stop_running_load(state: dict[str, Any]) -> None:
+    load: Load | None = state.get("load")
     if load is not None:
         await load.stop()
-    return await load_status(request)
 
 
 @web.middleware
@@ -158,7 +163,8 @@ async def admin_only(request: web.Request, handler: Handler) -> web.StreamRespon
 def create_app(supervisor: Supervisor, network: Network | None = None) -> web.Application:
     app = web.Application(middlewares=[server_timing_middleware("control"), error_middleware, admin_only], client_max_size=64 * 1024)
     app[SUPERVISOR] = supervisor
-    app[STATE] = {}
+    # The pool opens its session on first use, so it is made here and used on the control thread's loop.
+    app[STATE] = state = {"tiers": TierClient(supervisor.config.cluster_secret)}
     r = app.router
     r.add_get("/control/nodes", list_nodes)
     r.add_post("/control/nodes/{name}/kill", kill_node)
@@ -168,16 +174,7 @@ def create_app(supervisor: Supervisor, network: Network | None = None) -> web.Ap
     r.add_post("/control/load", start_load)
     r.add_delete("/control/load", stop_load)
     add_partition_routes(app, network)  # 409 unless `pygmy up --netns` (pygmy/cluster/netlab.py)
-
-    async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
-        app[STATE]["tiers"] = TierClient(supervisor.config.cluster_secret)
-        yield
-        load: Load | None = app[STATE].get("load")
-        if load is not None:
-            await load.stop()
-        await app[STATE]["tiers"].close()
-
-    app.cleanup_ctx.append(lifecycle)
+    run_with_app(app, stop=[lambda: _stop_running_load(state), state["tiers"].close])
     return app
 
 

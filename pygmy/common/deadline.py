@@ -2,11 +2,13 @@
 
 The frontend sends `X-Pygmy-Deadline-Ms: N` (milliseconds the caller will still wait, less a margin for the
 answer's way back); a replica caps its own waits (for a leader, for an index) at that, so it answers 503 while
-the caller still listens instead of working on for a caller that has hung up.
+the caller still listens instead of working on for a caller that has hung up. A tier that calls the next one
+on its caller's behalf (the order leader asking the catalog during a buy) passes on what is left of it.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Mapping
 
 from pygmy.common.errors import bad_request
@@ -28,6 +30,18 @@ def wait_bound(headers: Mapping[str, str], default: float) -> float:
     raw = headers.get(DEADLINE_HEADER)
     seconds = None if raw is None else _seconds(raw)
     return default if seconds is None else min(default, seconds)
+
+
+def caller_gives_up_at(headers: Mapping[str, str]) -> float | None:
+    """When (time.monotonic()) the caller stops waiting, by its deadline header; None if it sent none."""
+    raw = headers.get(DEADLINE_HEADER)
+    seconds = None if raw is None else _seconds(raw)
+    return None if seconds is None else time.monotonic() + seconds
+
+
+def left_of(gives_up_at: float | None, own: float) -> float:
+    """Seconds a call made now may take: its `own` deadline, or less if the caller gives up sooner."""
+    return own if gives_up_at is None else min(own, gives_up_at - time.monotonic())
 
 
 def client_deadline(headers: Mapping[str, str]) -> float | None:

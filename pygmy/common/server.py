@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 import ssl
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
@@ -52,6 +52,23 @@ def make_app(tier: str, cluster_secret: str) -> web.Application:
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/livez", livez)
     return app
+
+
+def run_with_app(
+    app: web.Application, *, start: Callable[[], Awaitable[None]] | None = None,
+    stop: Sequence[Callable[[], Awaitable[None]]] = (),
+) -> None:
+    """Start a node's background parts when its app starts, and stop them, in order, when it closes
+    (the HTTP client pool last, as a stopping part may still call through it)."""
+
+    async def lifecycle(_: web.Application):  # type: ignore[no-untyped-def]
+        if start is not None:
+            await start()
+        yield
+        for step in stop:
+            await step()
+
+    app.cleanup_ctx.append(lifecycle)
 
 
 def configure_logging(name: str, level: int = logging.INFO) -> None:

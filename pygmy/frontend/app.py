@@ -15,7 +15,7 @@ from pygmy.common.deadline import client_deadline
 from pygmy.common.errors import ApiError, bad_request, unavailable
 from pygmy.common.jsonio import json_response, read_json_object
 from pygmy.common.params import parse_id, parse_idempotency_key, parse_page
-from pygmy.common.server import make_app
+from pygmy.common.server import make_app, run_with_app
 from pygmy.common.tier_client import TierClient, TierUnavailable
 from pygmy.common.tls import client_context
 from pygmy.common.timing import add_downstream
@@ -180,13 +180,7 @@ async def create_app(config: Config, node: Node | None = None) -> web.Applicatio
     r.add_get("/openapi.json", openapi)
     add_web_routes(app)  # the storefront at / and the dashboard at /dashboard (pygmy/web)
 
-    async def heartbeats(_: web.Application):  # type: ignore[no-untyped-def]
-        await monitor.start()
-        yield
-        await monitor.stop()
-        await tiers.close()
-
-    app.cleanup_ctx.append(heartbeats)
+    run_with_app(app, start=monitor.start, stop=[monitor.stop, tiers.close])
     return app
 
 

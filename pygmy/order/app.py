@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from pygmy.common.deadline import caller_gives_up_at
 from pygmy.common.errors import bad_request, not_found
 from pygmy.common.jsonio import read_json_object
 from pygmy.common.params import in_id_range, parse_id, parse_idempotency_key, parse_page
@@ -28,13 +29,15 @@ BUYS = web.AppKey("buy_service", BuyService)
 
 
 async def buy(request: web.Request) -> web.Response:
+    # Read before any wait: the caller's deadline runs from when it sent the buy.
+    gives_up_at = caller_gives_up_at(request.headers)
     body = await read_json_object(request)
     item, key = body.get("item"), parse_idempotency_key(body.get("idempotency_key"))
     if not in_id_range(item):
         raise bad_request("item must be a positive integer below 2**63", "bad_item")
 
     async def run() -> web.Response:
-        order, timings = await request.app[BUYS].buy(item, key)
+        order, timings = await request.app[BUYS].buy(item, key, gives_up_at)
         for timing in timings:
             add_downstream(request, timing)
         return answer(request, order.to_json(), index=request.app[REPLICA].machine.applied_index)

@@ -22,6 +22,7 @@ import datetime
 import logging
 from typing import Any
 
+from pygmy.common.deadline import left_of
 from pygmy.common.errors import ApiError, not_found, unavailable
 from pygmy.common.metrics import ORDERS
 from pygmy.common.request_ids import RequestId, namespace_text
@@ -49,17 +50,20 @@ class BuyService:
         self._known_items: set[int] = set()
         self._item_lookups: dict[int, asyncio.Future[Reply]] = {}
 
-    async def buy(self, item: int, key: str | None) -> tuple[Order, list[str]]:
+    async def buy(self, item: int, key: str | None, gives_up_at: float | None = None) -> tuple[Order, list[str]]:
         """The settled order and the catalog's Server-Timing entries; ApiError for 404/409/503.
+
+        `gives_up_at`: when (time.monotonic()) the caller stops waiting; the calls to the catalog get no
+        longer than what is left of that, so the catalog, too, answers while someone still listens.
 
         Runs on the leader; NotLeader or ProposalDropped from the `begin` pass up (the HTTP layer goes to
         the new leader, and retries a buy with a key, which opens one order however often it is sent).
         After `begin`, a keyless buy that loses its leader is `outcome_unknown`: sent again, it would open
         a second order."""
-        await self._check_item_exists(item)
+        await self._check_item_exists(item, gives_up_at)
         result = await self.replica.propose({"op": "begin", "item": item, "time": _now(), "idempotency_key": key})
         try:
-            return await self._finish(result, key)
+            return await self._finish(result, key, gives_up_at)
         except (NotLeader, ProposalDropped):
             if key is not None:
                 raise  # the retry finds the order its key opened
@@ -68,7 +72,7 @@ class BuyService:
                 code="outcome_unknown",
             ) from None
 
-    async def _check_item_exists(self, item: int) -> None:
+    async def _check_item_exists(self, item: int, gives_up_at: float | None) -> None:
         """Refuse a buy of an unknown item before anything is written (no order row, no catalog request).
 
         Books are never deleted, so an item once seen needs no second lookup."""
@@ -77,7 +81,8 @@ class BuyService:
         # Concurrent buys of a new item share one lookup rather than queueing a lookup each.
         lookup = self._item_lookups.get(item)
         if lookup is None:
-            lookup = asyncio.ensure_future(self.catalog.call("GET", f"/internal/books/{item}", idempotent=True))
+            lookup = asyncio.ensure_future(self.catalog.call("GET", f"/internal/books/{item}", idempotent=True,
+                                                             deadline=left_of(gives_up_at, self.catalog.deadline)))
             self._item_lookups[item] = lookup
             lookup.add_done_callback(lambda _: self._item_lookups.pop(item, None))
         try:
@@ -90,14 +95,14 @@ class BuyService:
             raise unavailable("the catalog cannot say whether the book exists yet; retry shortly")
         self._known_items.add(item)
 
-    async def _finish(self, result: dict[str, Any], key: str | None) -> tuple[Order, list[str]]:
+    async def _finish(self, result: dict[str, Any], key: str | None, gives_up_at: float | None) -> tuple[Order, list[str]]:
         if result.get("error") == "key_reused":
             raise ApiError(422, "idempotency_key_reused", "this Idempotency-Key was used to buy another item")
         order = order_from_state(result["order"])
         if order.status == "pending":
             task = self._in_flight.get(order.order_id)
             if task is None:
-                task = asyncio.ensure_future(self._take_copy(order, fresh=result["created"]))
+                task = asyncio.ensure_future(self._take_copy(order, fresh=result["created"], gives_up_at=gives_up_at))
                 self._in_flight[order.order_id] = task
                 task.add_done_callback(lambda _: self._in_flight.pop(order.order_id, None))
             # Shielded: a client that hangs up must not cancel the buy half-way.
@@ -114,11 +119,12 @@ class BuyService:
         """The catalog request of this attempt: unique per attempt and, with the namespace, over all time."""
         return str(RequestId(*self.namespace(), order.order_id, order.attempt))
 
-    async def _take_copy(self, order: Order, *, fresh: bool) -> tuple[Order, list[str]]:
+    async def _take_copy(self, order: Order, *, fresh: bool, gives_up_at: float | None) -> tuple[Order, list[str]]:
         """Ask the catalog for a copy under this order's request id. `fresh`: this attempt has never
         been sent before (so a failure to connect proves the catalog never saw it)."""
         try:
-            reply = await self._catalog({"op": "decrement", "item": order.item, "request_id": self.request_id(order)})
+            reply = await self._catalog({"op": "decrement", "item": order.item, "request_id": self.request_id(order)},
+                                        deadline=left_of(gives_up_at, self.catalog.deadline))
         except TierUnavailable as exc:
             # The copy may or may not be taken: leave the order pending for the settler to resolve.
             if fresh and not exc.sent:
@@ -162,10 +168,10 @@ class BuyService:
                     raise
             await asyncio.sleep(0.02)
 
-    async def _catalog(self, command: dict[str, Any]) -> Reply:
+    async def _catalog(self, command: dict[str, Any], deadline: float | None = None) -> Reply:
         # Every catalog command the order tier sends carries a request id (or is a watermark): it may be
         # sent again, to any catalog replica, after an unknown outcome.
-        reply = await self.catalog.call("POST", "/internal/apply", json=command, idempotent=True)
+        reply = await self.catalog.call("POST", "/internal/apply", json=command, idempotent=True, deadline=deadline)
         if reply.status != 200 or not isinstance(reply.body, dict):
             raise TierUnavailable(f"catalog answered {reply.status}")
         return reply

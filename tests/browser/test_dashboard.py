@@ -8,7 +8,8 @@ from typing import Any
 from selenium.webdriver.common.by import By
 
 from support.cluster import Cluster
-from support.web import console_errors, wait_for
+from support.polling import wait_for
+from support.web import console_errors
 
 # Every status a card has shown since installed, so a node down for less than a second is still seen.
 RECORD_STATUSES = """

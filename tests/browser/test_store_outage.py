@@ -8,7 +8,8 @@ from typing import Any, Callable
 from selenium.webdriver.common.by import By
 
 from support.cluster import Cluster
-from support.web import book, order_total, wait_for
+from support.polling import wait_for
+from support.web import book, order_total
 
 
 def test_a_buy_during_an_outage_says_retry_and_the_retry_buys_once(browser: Any, make_cluster: Callable[..., Cluster]) -> None:

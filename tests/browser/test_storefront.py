@@ -9,7 +9,8 @@ import requests
 from selenium.webdriver.common.by import By
 
 from support.cluster import Cluster
-from support.web import book, console_errors, foreign, order_total, requested_urls, wait_for
+from support.polling import wait_for
+from support.web import book, console_errors, foreign, order_total, requested_urls
 
 ITEM = 3  # Xen and the Art of Surviving Graduate School
 
