@@ -106,11 +106,18 @@ def test_a_second_lookup_is_a_hit_and_both_are_counted_in_metrics(held: Cluster)
     url = held.url("frontend", 0)
     hits, misses = _metric(url, "pygmy_cache_hits_total"), _metric(url, "pygmy_cache_misses_total")
     _api(held, 0).update(1, {"stock_delta": 0})  # drops ("book", 1) everywhere: the next lookup must miss
-    first, second = _get(held, 0, "/lookup/1"), _get(held, 0, "/lookup/1")
-    assert (first.headers["X-Pygmy-Cache"], second.headers["X-Pygmy-Cache"]) == ("miss", "hit")
-    assert first.json() == second.json()
+    first = _get(held, 0, "/lookup/1")
+    assert first.headers["X-Pygmy-Cache"] == "miss"
+    # The write's `end` goes out after it is acknowledged: until it arrives the key is still pending and a
+    # fill is not kept, so under load the second lookup may miss too. Each answer is counted as it says.
+    seen = [first]
+    while seen[-1].headers["X-Pygmy-Cache"] != "hit" and len(seen) < 50:
+        time.sleep(0.05 * (len(seen) > 1))
+        seen.append(_get(held, 0, "/lookup/1"))
+    assert seen[-1].headers["X-Pygmy-Cache"] == "hit", "the lookup was never cached again"
+    assert all(r.json() == first.json() for r in seen)
     assert _metric(url, "pygmy_cache_hits_total") == hits + 1
-    assert _metric(url, "pygmy_cache_misses_total") == misses + 1
+    assert _metric(url, "pygmy_cache_misses_total") == misses + len(seen) - 1
     assert _metric(url, "pygmy_cache_lease_renewals_total") >= 1
 
 
