@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import random
 import sqlite3
 import statistics
 import sys

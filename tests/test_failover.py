@@ -233,5 +233,5 @@ def test_the_order_leader_passes_what_is_left_of_its_caller_s_deadline_on_to_the
 @pytest.mark.parametrize("value", ["soon", "-5", "0", "1.5", ""])
 def test_a_malformed_client_deadline_is_a_400_even_when_the_cache_holds_the_answer(module_api: Api, value: str) -> None:
     for path in ("/lookup/1", "/search/ds"):
-        _wait_for(lambda: module_api.get(path).headers.get("X-Pygmy-Cache") == "hit", f"{path} to be cached")
+        wait_for(f"{path} to be cached", lambda: module_api.get(path).headers.get("X-Pygmy-Cache") == "hit")
         assert_error(module_api.get(path, headers={"X-Pygmy-Deadline-Ms": value}), 400, "bad_deadline")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 
-from pygmy.config import ConfigError, parse
+from pygmy.config import parse
 from pygmy.config_env import ENV_KEYS
 
 NODES = """

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pygmy.raft.core import NotLeader, RaftCore, Ready
-from pygmy.raft.driver import STEPS, Crash, ReadyDriver, encode_batch, resume
+from pygmy.raft.driver import STEPS, Crash, encode_batch, resume
 from pygmy.raft.messages import Entry, Message, Role, Snapshot
 from pygmy.raft.sessions import SessionStateMachine
 from pygmy.raft.sim.bugs import driver_class, planted_core
