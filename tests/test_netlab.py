@@ -74,6 +74,16 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetnsUp]:
         Network([n.name for n in cluster.nodes], seed=str(cluster.data_dir.resolve())).remove_leftovers()
 
 
+@pytest.fixture(autouse=True)
+def healed_after(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test starts with every link up, whatever the test before it left cut when it failed."""
+    yield
+    if "lab" in request.fixturenames:
+        cluster: NetnsUp = request.getfixturevalue("lab")
+        if cluster.up_proc is not None and cluster.up_proc.poll() is None:
+            cluster.control("DELETE", "/control/partitions")
+
+
 def catalog_status(cluster: Cluster, i: int) -> dict[str, Any] | None:
     return cluster.status("catalog", i)
 

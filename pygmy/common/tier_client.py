@@ -77,6 +77,12 @@ class TierClient:
                 headers={SECRET_HEADER: self._secret},
                 json_serialize=lambda v: orjson.dumps(v).decode(),
             )
+            # aiohttp resends a GET/PUT/DELETE once, on a new connection to the same host, when a pooled
+            # connection fails under it. Behind a partition that second try costs another DEAD_PEER_SECONDS
+            # on the replica that just proved unreachable; our caller (GroupClient) retries on the next
+            # replica instead. A private attribute (aiohttp's own test client sets it): if it goes away,
+            # only this speed-up is lost.
+            self._session._retry_connection = False
         return self._session
 
     async def call(
@@ -106,7 +112,10 @@ class TierClient:
                 body = orjson.loads(raw) if raw else None
                 return Reply(resp.status, body, resp.headers.get("Server-Timing"), dict(resp.headers))
         except aiohttp.ClientConnectorError as exc:
-            raise TierUnavailable(f"{method} {url}: cannot connect: {exc}", sent=False) from exc
+            # Normally never sent; but should a library resend on a fresh connection after a pooled one
+            # failed, the first try may have arrived.
+            sent = progress.get("sent", False)
+            raise TierUnavailable(f"{method} {url}: cannot connect: {exc}", sent=sent) from exc
         except (aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError) as exc:
             sent = progress.get("sent", False)
             what = "" if sent else " (never sent: no connection in time)"
