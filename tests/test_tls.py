@@ -4,6 +4,7 @@ its Raft streams in TLS; plain HTTP, an untrusted client and a plain Raft peer g
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 from pathlib import Path
 
@@ -97,3 +98,28 @@ async def test_raft_transports_talk_over_tls_and_a_plain_one_is_not_heard(tmp_pa
     finally:
         for t in (node_1, node_2, plain_3):
             await t.close()
+
+
+async def test_a_transport_closes_at_any_moment_of_its_peers_handshakes(tmp_path: Path) -> None:
+    """close() cancels connects and handshakes wherever they are. (On 3.11 an asyncio.wait_for around a
+    handshake that finishes as it is cancelled swallows the cancellation, and close() then waits forever:
+    25 of 300 closes hung before the transport moved to asyncio.timeout.)"""
+    tls = tls_pair(tmp_path)
+    hung = 0
+    for _ in range(120):
+        addr = {i: ("127.0.0.1", p) for i, p in zip((1, 2, 3), free_ports(3))}
+        nodes = [Transport(1, addr[1], addr, SECRET, lambda _: None, tls=tls),
+                 Transport(2, addr[2], addr, SECRET, lambda _: None, tls=tls),
+                 Transport(3, addr[3], addr, SECRET, lambda _: None)]
+        for t in nodes:
+            await t.start()
+        nodes[1].send(TimeoutNow(src=2, dst=1, term=5))
+        nodes[1].flush()
+        await asyncio.sleep(random.uniform(0, 0.02))  # somewhere in the connects and handshakes
+        try:
+            async with asyncio.timeout(5):
+                for t in nodes:
+                    await t.close()
+        except TimeoutError:
+            hung += 1
+    assert hung == 0, f"{hung} of 120 closes never finished"

@@ -212,12 +212,14 @@ class _Outbox:
     async def _connect_and_send(self) -> None:
         t = self.transport
         tls = {"ssl": t.tls.client, "server_hostname": self.address[0]} if t.tls else {}
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(*self.address, **tls), HANDSHAKE_TIMEOUT)
+        # asyncio.timeout, never wait_for: on 3.11 a wait_for whose inner step finishes as it is cancelled
+        # returns that result and swallows the cancellation, and this task then waits forever in close().
+        async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+            reader, writer = await asyncio.open_connection(*self.address, **tls)
         watch(writer.get_extra_info("socket"))  # a peer cut off is noticed in seconds, and reconnected after a heal
         try:
-            sealer = await asyncio.wait_for(
-                client_handshake(reader, writer, t.secret, t.node_id, self.peer_id), HANDSHAKE_TIMEOUT
-            )
+            async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+                sealer = await client_handshake(reader, writer, t.secret, t.node_id, self.peer_id)
             self.backoff = MIN_BACKOFF  # connected: the next failure starts waiting from the bottom again
             self._reader, self._writer, self._sealer = reader, writer, sealer
             while True:
@@ -298,9 +300,8 @@ class Transport:
         self._inbound.add(task)
         peer: int | None = None
         try:
-            peer, opener = await asyncio.wait_for(
-                server_handshake(reader, writer, self.secret, self.node_id, set(self._outboxes)), HANDSHAKE_TIMEOUT
-            )
+            async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+                peer, opener = await server_handshake(reader, writer, self.secret, self.node_id, set(self._outboxes))
             while True:
                 batch = _decode_batch(await opener.read(reader))
                 self.deliver([m for m in batch if m.src == peer and m.dst == self.node_id])

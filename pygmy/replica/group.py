@@ -127,7 +127,8 @@ class Replica:
             return True
         waiter = self.machine.applied_at_least(index)
         try:
-            await asyncio.wait_for(waiter, timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancellation on 3.11
+                await waiter
         except asyncio.TimeoutError:
             return False
         return True

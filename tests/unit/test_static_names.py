@@ -38,3 +38,13 @@ def test_no_undefined_name_and_no_unused_import() -> None:
         for path in sorted((ROOT / folder).rglob("*.py")):
             api.checkPath(str(path), reporter)
     assert not reporter.found, "\n".join(reporter.found)
+
+
+def test_the_package_bounds_waits_with_asyncio_timeout_not_wait_for() -> None:
+    """On Python 3.11 `asyncio.wait_for` can swallow a cancellation (when its inner step finishes as it is
+    cancelled), and a task cancelled on shutdown then runs on: a Raft transport's close() hung that way
+    (tests/test_tls.py). `async with asyncio.timeout(...)` has no such race."""
+    found = [f"{path.relative_to(ROOT)}:{n}" for path in sorted((ROOT / "pygmy").rglob("*.py"))
+             for n, line in enumerate(path.read_text().splitlines(), 1) if "wait_for(" in line
+             and "asyncio" in line]
+    assert not found, "asyncio.wait_for in: " + ", ".join(found)
