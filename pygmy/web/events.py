@@ -46,7 +46,9 @@ def _node_events(name: str, old: Node | None, new: Node) -> list[str]:
     if not is_up:
         return sentences
     if (new.get("restarts") or 0) > (old.get("restarts") or 0):
-        sentences.append(f"{name} restarted by its supervisor (restart {new['restarts']})")
+        # Up in both samples but restarted: it was down in between, for less than a sample.
+        gap = "down and back: " if was_up else ""
+        sentences.append(f"{name} {gap}restarted by its supervisor (restart {new['restarts']})")
     if new.get("role") == "leader" and (old.get("role") != "leader" or new.get("term") != old.get("term")):
         sentences.append(f"{name} elected leader in term {new.get('term')}")
     elif old.get("role") == "leader" and new.get("role") != "leader" and was_up:

@@ -35,6 +35,12 @@ def test_a_node_back_up_after_its_supervisor_restarted_it() -> None:
     assert events_between(down, back) == ["catalog-0 back up", "catalog-0 restarted by its supervisor (restart 1)"]
 
 
+def test_a_restart_quicker_than_a_sample_still_says_the_node_was_down() -> None:
+    before = doc(node("catalog-0"))
+    after = doc(node("catalog-0", restarts=1))
+    assert events_between(before, after) == ["catalog-0 down and back: restarted by its supervisor (restart 1)"]
+
+
 def test_a_snapshot_past_what_the_node_applied_was_sent_by_the_leader() -> None:
     behind = doc(node("catalog-2", applied=5))
     rebuilt = doc(node("catalog-2", applied=900, snapshot_index=800))

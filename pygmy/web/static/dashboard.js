@@ -65,6 +65,9 @@ async function act(name, verb, done) {
   const answer = await control("POST", `nodes/${name}/${verb}`);
   if (!answer) return;
   const text = verb === "transfer" ? `leadership moved from ${answer.from} to ${answer.to || "a follower"}` : done;
+  // The control endpoint answers a kill once the process is gone: show it down now, not at the next
+  // sample, which may come after the supervisor has already brought it back.
+  if (verb === "kill" && dash.cards.get(name)?.last) renderNode({ ...dash.cards.get(name).last, status: "down", role: null });
   say($("control-message"), "ok", text.charAt(0).toUpperCase() + text.slice(1) + ".");
 }
 
@@ -81,7 +84,9 @@ function renderNode(node) {
     dash.cards.set(node.name, made);
     tierBox(node.kind).cards.append(made.card);
   }
-  const { card, badge, fields, actions, buttons } = dash.cards.get(node.name);
+  const entry = dash.cards.get(node.name);
+  entry.last = node;
+  const { card, badge, fields, actions, buttons } = entry;
   const up = node.status === "up";
   const leader = node.role === "leader";
   card.classList.toggle("leader", leader && up);
