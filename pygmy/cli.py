@@ -45,11 +45,7 @@ JsonOpt = typer.Option(False, "--json", help="Print the raw JSON answer (for scr
 
 
 def _config(path: Optional[Path], data_dir: Optional[Path] = None, catalog: Optional[Path] = None) -> Config:
-    try:
-        config = load(path)
-    except ConfigError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from None
+    config: Config = _or_exit(lambda: load(path))
     if data_dir is not None:
         config = config.with_overrides(data_dir=data_dir.resolve())
     if catalog is not None:
@@ -169,12 +165,13 @@ def _lock_or_exit(supervisor: Any) -> None:
 
 
 def _or_exit(step: Callable[[], Any]) -> Any:
-    """Run a step that may refuse the configuration: a clear message and exit 2, not a traceback."""
+    """Run a step that may refuse the configuration: a clear message in one line and exit 2 (or the
+    error's own `status`, e.g. 78 for a lab that cannot be made), not a traceback."""
     try:
         return step()
     except ConfigError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from None
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(getattr(exc, "status", 2)) from None
 
 
 def _report(line: str) -> None:
@@ -242,11 +239,8 @@ def k8s_config(
     from pygmy.ops.kubernetes import kubernetes_toml
 
     text = kubernetes_toml(replicas, namespace, domain)
-    try:  # the same checks a pod makes at start (an odd group, ...), with stand-ins for the secrets
-        parse(text, env={"PYGMY_ADMIN_TOKEN": "-", "PYGMY_CLUSTER_SECRET": "-"})
-    except ConfigError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from None
+    # The same checks a pod makes at start (an odd group, ...), with stand-ins for the secrets.
+    _or_exit(lambda: parse(text, env={"PYGMY_ADMIN_TOKEN": "-", "PYGMY_CLUSTER_SECRET": "-"}))
     sys.stdout.write(text)
 
 

@@ -196,6 +196,29 @@ async def test_without_netns_the_partition_routes_answer_409(plain_control: Test
     assert error["code"] == "no_netns" and "--netns" in error["message"], error
 
 
+@needs_netns
+def test_up_leaves_a_live_namespace_with_its_names_alone_and_says_why(tmp_path: Path) -> None:
+    """Another cluster whose data directory hashes to the same names (or a namespace someone made by hand):
+    what holds live processes is not a leftover, and clearing it would cut that cluster off."""
+    data = tmp_path / "d"
+    network = Network(["frontend-0", "catalog-0"], seed=str(data.resolve()))
+    taken = network.namespaces["catalog-0"]
+    subprocess.run(["ip", "netns", "add", taken], check=True)
+    holder = subprocess.Popen(["ip", "netns", "exec", taken, "sleep", "60"])
+    try:
+        until("the holder to run in its namespace", lambda: subprocess.run(
+            ["ip", "netns", "pids", taken], capture_output=True, text=True).stdout.strip())
+        result = run_pygmy("up", "--netns", "--data-dir", str(data), timeout=60)
+        output = (result.stdout + result.stderr).strip()
+        assert result.returncode == 78 and output.count("\n") == 0, output
+        assert f"network namespace {taken} is in use" in output and "another --data-dir" in output, output
+        assert holder.poll() is None and taken in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    finally:
+        holder.kill()
+        holder.wait()
+        subprocess.run(["ip", "netns", "del", taken])
+
+
 def test_up_netns_without_root_says_why_in_one_line(tmp_path: Path) -> None:
     command = ["up", "--netns", "--data-dir", str(tmp_path / "d")]
     if os.geteuid() == 0:  # as root, be somebody else for this run

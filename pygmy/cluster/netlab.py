@@ -41,6 +41,7 @@ class NetLab:
 
     def __init__(self, config: Config) -> None:
         self.network = Network([n.name for n in config.nodes], seed=str(config.data_dir.resolve()))
+        self.made = False  # whether start() made the network (stop() removes only what is ours)
 
     @staticmethod
     def check() -> None:
@@ -65,9 +66,14 @@ class NetLab:
 
     def start(self, supervisor: Supervisor) -> None:
         """Remove a killed run's leftovers, make the namespaces, and run every node (and every restart) in its own."""
+        clash = self.network.in_use_by_others()
+        if clash is not None:
+            raise LabUnavailable(f"pygmy up --netns will not touch a live network: {clash}; stop it, or use another "
+                                 "--data-dir (the names and subnet come from its path)", EXIT_UNAVAILABLE)
         removed = self.network.remove_leftovers()
         if removed:
             supervisor.report(f"removed {len(removed)} namespaces and links a previous run left behind: {', '.join(removed)}")
+        self.made = True
         try:
             self.network.create()
         except NetnsError as exc:
@@ -84,7 +90,8 @@ class NetLab:
         supervisor.command = lambda node, join: self.network.command(node.name, serve(node, join))
 
     def stop(self) -> None:
-        self.network.destroy()
+        if self.made:
+            self.network.destroy()
 
 
 # -- the control routes (pygmy/cluster/control.py mounts them) ----------------------------------------------

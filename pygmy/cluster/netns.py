@@ -79,8 +79,10 @@ class Network:
             self.prefix = f"10.{random.randint(100, 250)}.{random.randint(0, 255)}"
         else:
             digest = hashlib.sha256(seed.encode()).digest()
-            self.tag = digest[:2].hex()
-            self.prefix = f"10.{100 + digest[2] % 151}.{digest[3]}"
+            # Three bytes: two data directories share names once in 16 million, and the check in
+            # `in_use_by_others` refuses rather than tears down a live cluster if they ever do.
+            self.tag = digest[:3].hex()
+            self.prefix = f"10.{100 + digest[3] % 151}.{digest[4]}"
         self.bridge = f"pgbr{self.tag}"
         self.gateway = f"{self.prefix}.1"  # the bridge's own address: the host as the nodes see it
         self.namespaces = {name: f"pg{self.tag}-{name}" for name in names}
@@ -123,6 +125,24 @@ class Network:
         found = sorted(ns for ns in present if ns.startswith(f"pg{self.tag}-"))
         links = [link for link in (*self._outside_links(), self.bridge) if _link_exists(link)]
         return found + links
+
+    def in_use_by_others(self) -> str | None:
+        """Why this network must not be made here, if something live already holds its names or subnet.
+
+        Called before leftovers are removed: `pygmy up` holds its data directory's lock, so a namespace of
+        ours with processes in it, or the subnet on another link, belongs to a different cluster whose
+        names or addresses hash the same. Removing it would cut that cluster off."""
+        for ns in self.leftovers():
+            if ns in self.namespaces.values():
+                pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True, timeout=TIMEOUT).stdout.split()
+                if pids:
+                    return f"network namespace {ns} is in use (pids {', '.join(pids)}) by another cluster"
+        listed = subprocess.run(["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True, timeout=TIMEOUT).stdout
+        for line in listed.splitlines():
+            fields = line.split()
+            if len(fields) > 3 and fields[1] != self.bridge and fields[3].startswith(f"{self.prefix}."):
+                return f"the subnet {self.prefix}.0/24 is already on link {fields[1]} ({fields[3]})"
+        return None
 
     def remove_leftovers(self) -> list[str]:
         """Remove what `leftovers()` finds; returns what it removed."""
