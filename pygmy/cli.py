@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import os
 import sys
 import time
 from pathlib import Path
@@ -40,12 +41,40 @@ class Kind(str, enum.Enum):
 ConfigOpt = typer.Option(None, "--config", "-c", envvar="PYGMY_CONFIG", help="Cluster configuration (TOML). Default: built in.")
 DataDirOpt = typer.Option(None, "--data-dir", help="Where nodes keep their databases and logs (overrides the config).")
 CatalogOpt = typer.Option(None, "--catalog", help="Initial catalog, JSON or CSV, loaded on first start only.")
-UrlOpt = typer.Option(DEFAULT_URL, "--url", envvar="PYGMY_URL", help="The frontend to talk to.")
+
+
+def _running_cluster_file(data_dir: Path) -> Path | None:
+    """The effective configuration (`cluster.toml`) of a `pygmy up` running on `data_dir`, if one runs there."""
+    from pygmy.cluster.dirlock import in_use
+
+    written = data_dir / "cluster.toml"
+    return written if written.is_file() and in_use(data_dir) else None
+
+
+def _default_url() -> str:
+    """The frontend of the `pygmy up` running on the configured data directory (PYGMY_CONFIG's, or the
+    built-in one; under --netns it is not on loopback), else the built-in address."""
+    try:
+        written = _running_cluster_file(load(os.environ.get("PYGMY_CONFIG") or None).data_dir.resolve())
+        return load(written).of_kind("frontend")[0].url if written else DEFAULT_URL
+    except (ConfigError, IndexError):
+        return DEFAULT_URL
+
+
+UrlOpt = typer.Option(..., "--url", envvar="PYGMY_URL", default_factory=_default_url,
+                      help=f"The frontend to talk to. Default: that of the `pygmy up` running on the data directory, else {DEFAULT_URL}.")
 JsonOpt = typer.Option(False, "--json", help="Print the raw JSON answer (for scripts).")
 
 
-def _config(path: Optional[Path], data_dir: Optional[Path] = None, catalog: Optional[Path] = None) -> Config:
+def _config(path: Optional[Path], data_dir: Optional[Path] = None, catalog: Optional[Path] = None,
+            *, running: bool = False) -> Config:
+    """The configuration from `path` (or built in) with the command line's overrides. `running`: for a tool
+    that talks to the nodes, the effective one (cluster.toml) of a `pygmy up` running on that data
+    directory, if one does: under --netns its nodes are not where the configuration file says."""
     config: Config = _or_exit(lambda: load(path))
+    written = _running_cluster_file((data_dir or config.data_dir).resolve()) if running else None
+    if written is not None:
+        config = _or_exit(lambda: load(written))
     if data_dir is not None:
         config = config.with_overrides(data_dir=data_dir.resolve())
     if catalog is not None:
@@ -344,7 +373,7 @@ def check(config: Optional[Path] = ConfigOpt, data_dir: Optional[Path] = DataDir
     """
     from pygmy.ops.check import run_check
 
-    report = _with_backends(_config(config, data_dir), lambda b, progress: run_check(b, progress), "checking")
+    report = _with_backends(_config(config, data_dir, running=True), lambda b, progress: run_check(b, progress), "checking")
     if json:
         body = {"ok": report.ok, "findings": [dataclasses.asdict(f) for f in report.findings]}
         sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -371,7 +400,7 @@ def backup(
     """Back up the catalog and order groups, consistently across the two, into one file."""
     from pygmy.ops.backup import take_backup, write_backup
 
-    taken = _with_backends(_config(config, data_dir), lambda b, progress: take_backup(b), "backing up")
+    taken = _with_backends(_config(config, data_dir, running=True), lambda b, progress: take_backup(b), "backing up")
     write_backup(file, taken)
     for kind, group in taken.groups.items():
         out.print(f"{kind}: {len(group.data):,} bytes at log index {group.index} (from {group.served_by}), {group.summary}",

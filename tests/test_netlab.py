@@ -23,7 +23,7 @@ from pygmy.cluster.control import create_app
 from pygmy.cluster.launcher import Supervisor
 from pygmy.cluster.netns import Network, unavailable_reason
 from pygmy.config import load
-from support.cli import failed_cleanly, run_pygmy, succeeded
+from support.cli import failed_cleanly, json_output, run_pygmy, succeeded
 from support.cluster import Cluster, pygmy_command
 from support.http import Api, assert_error
 from support.polling import wait_for
@@ -101,6 +101,14 @@ def test_every_node_runs_at_its_own_address_inside_its_own_namespace_after_a_kil
     # The dashboard's buttons: the frontend, in its namespace, reaches the control endpoint on the bridge.
     proxied = requests.get(lab.frontend_url + "/dashboard/api/control/nodes", headers=lab.admin_headers(), timeout=30)
     assert proxied.status_code == 200 and len(proxied.json()["nodes"]) == len(lab.nodes), proxied.text
+
+
+@needs_netns
+def test_the_tools_find_the_running_lab_without_being_told_its_namespace_addresses(lab: NetnsUp) -> None:
+    # The user's configuration names loopback addresses; the nodes listen in their namespaces.
+    env = {"PYGMY_CONFIG": str(lab.config_path)}
+    assert json_output(run_pygmy("lookup", "1", "--json", env=env))["id"] == 1
+    assert "all replicas agree" in succeeded(run_pygmy("check", "--config", str(lab.config_path), timeout=120))
 
 
 @needs_netns

@@ -52,6 +52,22 @@ def lock_directory(directory: Path, owner: str) -> None:
     _HELD[directory] = fd
 
 
+def in_use(directory: Path) -> bool:
+    """Whether a live process holds `directory`'s lock (a probe that takes and at once drops a shared lock;
+    an owner starting in that instant is refused as if the directory were in use, and can simply retry)."""
+    try:
+        fd = os.open(directory / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the probe's lock
+    return False
+
+
 def unlock_directory(directory: Path) -> None:
     """Give the lock up before the process ends (a clean stop; an exit releases it anyway)."""
     fd = _HELD.pop(directory.resolve(), None)
