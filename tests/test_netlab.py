@@ -6,7 +6,6 @@ Real `pygmy up`, real namespaces and iptables; needs root (CI runs as root), ski
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import signal
@@ -26,6 +25,7 @@ from pygmy.config import load
 from support.cli import failed_cleanly, json_output, run_pygmy, succeeded
 from support.cluster import Cluster, pygmy_command
 from support.http import Api, assert_error
+from support.netlab import NetnsUp
 from support.polling import wait_for
 
 REASON = unavailable_reason()
@@ -36,29 +36,6 @@ BUYS = 5
 
 def until(what: str, check: Callable[[], Any], timeout: float = DEADLINE) -> Any:
     return wait_for(what, check, timeout)
-
-
-class NetnsUp(Cluster):
-    """`pygmy up --netns` on this cluster's configuration; the nodes' addresses are read from cluster.toml."""
-
-    def up_args(self) -> list[str]:
-        return [*super().up_args(), "--netns"]
-
-    def start(self) -> "NetnsUp":
-        self.up_proc = self._spawn(self.up_args(), "up")
-        written = self.data_dir / "cluster.toml"
-        until("pygmy up to write cluster.toml", lambda: written.exists() or self.up_proc.poll() is not None)  # type: ignore[union-attr]
-        self._check_alive(self.nodes[0])
-        hosts = {n.name: n.host for n in load(written).nodes}
-        self.nodes = [dataclasses.replace(n, host=hosts[n.name]) for n in self.nodes]
-        self.wait_ready(self.serving_nodes())
-        return self
-
-    def lab(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return run_pygmy(*args, "--config", str(self.config_path), timeout=90)
-
-    def control(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return requests.request(method, self.control_url + path, headers=self.admin_headers(), timeout=60, **kwargs)
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,9 @@ from pygmy.config import Config
 
 log = logging.getLogger(__name__)
 
-# Only the control endpoint's own routes: node names, verbs and "load"; nothing that could leave its path.
-SAFE_TAIL = re.compile(r"^(nodes|load|nodes/[a-z]+-\d+/(kill|restart|transfer))$")
+# Only the control endpoint's own routes: node names, verbs, "load" and the partition lab's "partitions";
+# nothing that could leave its path.
+SAFE_TAIL = re.compile(r"^(nodes|load|partitions|partitions/[a-z]+-\d+|nodes/[a-z]+-\d+/(kill|restart|transfer))$")
 # Kill waits for the process, transfer for a new leader: give them time.
 PROXY_TIMEOUT = 15.0
 

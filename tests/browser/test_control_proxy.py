@@ -30,3 +30,10 @@ def test_the_proxy_relays_the_control_endpoints_answers(web_cluster: Cluster) ->
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_node"
     load = requests.get(f"{base}/load", headers=web_cluster.admin_headers(), timeout=10).json()
     assert load["running"] is False
+
+
+def test_without_netns_the_partition_routes_pass_and_answer_409(web_cluster: Cluster) -> None:
+    base = f"{web_cluster.frontend_url}/dashboard/api/control"
+    for method, tail in (("GET", "partitions"), ("DELETE", "partitions/catalog-0")):
+        reply = requests.request(method, f"{base}/{tail}", headers=web_cluster.admin_headers(), timeout=10)
+        assert reply.status_code == 409 and reply.json()["error"]["code"] == "no_netns", (tail, reply.text)

@@ -4,7 +4,8 @@
 const TOKEN_KEY = "pygmy.adminToken"; // sessionStorage: gone when the tab closes
 const WINDOW_SECONDS = 300;
 const TIER_ORDER = ["frontend", "catalog", "order"];
-const dash = { control: false, points: [], cards: new Map(), tierBoxes: new Map() };
+// netns: whether `pygmy up --netns` runs (the partition lab: cut and heal buttons); cut: nodes cut off now.
+const dash = { control: false, netns: false, cut: new Set(), points: [], cards: new Map(), tierBoxes: new Map() };
 const $ = (id) => document.getElementById(id);
 
 const ROLE_NAMES = { "catching-up": "catching up (non-voter)", "pre-candidate": "pre-candidate" };
@@ -56,8 +57,12 @@ function makeCard(node) {
       onclick: () => act(node.name, "restart", `${node.name} restarted`) }),
     transfer: el("button", { type: "button", class: "secondary", "data-action": "transfer", "aria-label": `Transfer leadership away from ${node.name}`,
       text: "Transfer leadership", onclick: () => act(node.name, "transfer", null) }),
+    partition: el("button", { type: "button", class: "danger", "data-action": "partition", "aria-label": `Cut ${node.name} off from every other node`,
+      text: "Cut off", hidden: true, onclick: () => partition(node.name, true) }),
+    heal: el("button", { type: "button", class: "secondary", "data-action": "heal", "aria-label": `Heal the links of ${node.name}`,
+      text: "Heal", hidden: true, onclick: () => partition(node.name, false) }),
   };
-  actions.append(buttons.crash, buttons.restart, buttons.transfer);
+  actions.append(buttons.crash, buttons.restart, buttons.transfer, buttons.partition, buttons.heal);
   return { card, badge, fields, actions, buttons };
 }
 
@@ -69,6 +74,23 @@ async function act(name, verb, done) {
   // sample, which may come after the supervisor has already brought it back.
   if (verb === "kill" && dash.cards.get(name)?.last) renderNode({ ...dash.cards.get(name).last, status: "down", role: null });
   say($("control-message"), "ok", text.charAt(0).toUpperCase() + text.slice(1) + ".");
+}
+
+async function partition(name, cut) {
+  const answer = cut ? await control("POST", "partitions", { node: name }) : await control("DELETE", `partitions/${name}`);
+  if (!answer) return;
+  say($("control-message"), "ok", cut ? `${name} cut off from every other node.` : `Healed the links of ${name}.`);
+  refreshPartitions();
+}
+
+// The cuts now, from the control endpoint (409 when the cluster runs without --netns: no lab buttons).
+async function refreshPartitions() {
+  if (!dash.control || !token()) return;
+  const answer = await callJson("GET", "/dashboard/api/control/partitions", { headers: { Authorization: `Bearer ${token()}` } });
+  if (!answer.ok && answer.status !== 409) return;
+  dash.netns = answer.ok;
+  dash.cut = new Set(answer.ok ? answer.body.partitions.map((p) => p.node) : []);
+  for (const { last } of dash.cards.values()) if (last) renderNode(last);
 }
 
 function show(field, label, value) {
@@ -108,6 +130,12 @@ function renderNode(node) {
   show(fields.lease, fields.leaseLabel, cache ? cache.lease + (cache.lease === "valid" && cache.lease_expires_in_ms != null ? ` (${cache.lease_expires_in_ms} ms left)` : "") : undefined);
   actions.hidden = !dash.control;
   buttons.transfer.hidden = !(backend && leader && up);
+  const cut = dash.cut.has(node.name);
+  card.classList.toggle("cut", cut);
+  card.dataset.cut = String(cut);
+  if (cut) badge.textContent = `${node.status}, cut off`;
+  buttons.partition.hidden = !dash.netns || cut;
+  buttons.heal.hidden = !dash.netns || !cut;
 }
 
 const contact = (s) => (s === null || s === undefined ? "never" : s < 1 ? `${Math.round(s * 1000)} ms ago` : `${s.toFixed(1)} s ago`);
@@ -203,6 +231,7 @@ function setupControl() {
     sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
     $("token-state").textContent = "token set";
     refreshLoad();
+    refreshPartitions();
   });
   $("load-form").addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -214,8 +243,9 @@ function setupControl() {
     if (await control("DELETE", "load")) say($("control-message"), "ok", "Stopped the load.");
     refreshLoad();
   });
-  setInterval(refreshLoad, 2000);
+  setInterval(() => { refreshLoad(); refreshPartitions(); }, 2000);
   refreshLoad();
+  refreshPartitions();
 }
 
 $("legend").replaceChildren(...Object.entries(TIER_COLOURS).map(([tier, colour]) => el("span", {}, el("i", { style: `background:${colour}` }), tier)));
