@@ -111,3 +111,26 @@ def test_a_retry_after_the_503_succeeds_once_the_group_is_back(module_cluster: C
     first = module_api.bought(2, key=f"outage-{kind}")
     assert module_api.bought(2, key=f"outage-{kind}")["order_id"] == first["order_id"]
     assert module_api.stock(2) == 4
+
+
+@pytest.mark.parametrize("kind", ["catalog", "order"])
+def test_with_a_groups_majority_down_a_buy_is_definitely_not_carried_out(
+    module_cluster: Cluster, module_api: Api, kind: str
+) -> None:
+    """The survivor answers, but only to say it has no leader: that is "not carried out" (503 `unavailable`),
+    not "outcome unknown", with a key or without, and nothing changes."""
+    module_api.set_stock(3, 5)
+    module_api.bought(3)  # the order tier knows the book, so a buy goes as far as it can
+    orders_before = module_api.order_count()
+    leader, _ = module_cluster.leader(kind)
+    victims = [leader, (leader + 1) % module_cluster.replicas]
+    for victim in victims:
+        module_cluster.kill(kind, victim)
+    for key in (None, f"majority-{kind}"):
+        assert_error(module_api.buy(3, key=key), 503, "unavailable")
+    for victim in victims:
+        module_cluster.start_node(kind, victim, wait=False)
+    module_cluster.wait_ready([module_cluster.node(kind, v) for v in victims])
+    module_cluster.leader(kind)
+    assert module_api.stock(3) == 4, "a buy answered 'not carried out' took a copy"
+    assert module_api.order_count() == orders_before, "a buy answered 'not carried out' left an order"

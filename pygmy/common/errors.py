@@ -59,6 +59,11 @@ def not_found(message: str, code: str = "not_found") -> ApiError:
     return ApiError(404, code, message)
 
 
+# 503 codes that promise the request was not carried out: a retry, anywhere, cannot do it twice. Any other
+# 503 to a write (`outcome_unknown`, or a body that is not ours) leaves its outcome open.
+NOT_CARRIED_OUT = frozenset({"unavailable", "not_leader", "loading", "not_ready"})
+
+
 def unavailable(message: str, retry_after: int = 1, *, code: str = "unavailable") -> ApiError:
     """503. Code "unavailable": the request was not carried out. Code "outcome_unknown": it may have
     been (a tier went silent after receiving it); retry with the same Idempotency-Key to find out."""

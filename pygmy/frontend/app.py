@@ -64,7 +64,7 @@ async def _call_reply(
                 f"the {tier} tier stopped answering; the request may or may not have been carried out",
                 code="outcome_unknown",
             ) from None
-        raise unavailable(f"the {tier} tier cannot be reached; retry shortly") from None
+        raise unavailable(f"the {tier} tier cannot be reached or has no leader; nothing was carried out; retry shortly") from None
     add_downstream(request, reply.server_timing)
     if reply.status == 200:
         return reply

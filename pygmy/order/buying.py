@@ -88,7 +88,7 @@ class BuyService:
         try:
             reply = await asyncio.shield(lookup)
         except TierUnavailable:
-            raise unavailable("the catalog tier cannot be reached; retry shortly") from None
+            raise unavailable("the catalog tier cannot be reached or has no leader; retry shortly") from None
         if reply.status == 404:
             raise not_found(f"no book with id {item}", "unknown_item")
         if reply.status != 200:
@@ -130,7 +130,7 @@ class BuyService:
             if fresh and not exc.sent:
                 # This attempt never reached the catalog: settle it as not taken, so the answer is definite.
                 await self._settle(order, {"ok": False, "error": "aborted"})
-                raise unavailable("the catalog tier cannot be reached; retry shortly") from None
+                raise unavailable("the catalog tier cannot be reached or has no leader; retry shortly") from None
             log.warning("order %d: catalog went silent (%s); left pending", order.order_id, exc)
             raise unavailable(
                 "the catalog tier went silent; the buy may or may not have happened; "

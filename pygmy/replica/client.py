@@ -6,7 +6,9 @@ after asking the leader for its index), so choosing a replica is only about spee
 only costs a retry on the next: a request that certainly never reached a replica (connection refused) is
 always sent on; one whose outcome is unknown is sent on only if it is `idempotent` (a decrement under its
 request id, a buy under its idempotency key, a read). A 503 from a replica (no leader yet, still loading) is
-retried on the others until the deadline.
+retried on the others until the deadline; if every 503 promised "not carried out" (errors.NOT_CARRIED_OUT)
+and no attempt went silent, the TierUnavailable says the write was never `sent`, so callers can answer
+"not carried out" rather than "outcome unknown".
 
 Retries wait a jittered, exponentially growing pause (so callers that failed together do not come back
 together) and draw on a `RetryBudget` (so a tier that is down gets at most a fixed fraction more requests,
@@ -23,6 +25,7 @@ import time
 from typing import Any, Protocol
 
 from pygmy.common.deadline import deadline_header
+from pygmy.common.errors import NOT_CARRIED_OUT
 from pygmy.common.metrics import ATTEMPTS
 from pygmy.common.tier_client import Reply, TierClient, TierUnavailable
 
@@ -198,7 +201,8 @@ class GroupClient:
                 if reply.status != 503:
                     return reply
                 last = TierUnavailable(f"{url} answered 503: {error_message(reply.body)}", sent=True)
-                sent = sent or method != "GET"
+                if method != "GET" and _code(reply) not in NOT_CARRIED_OUT:
+                    sent = True  # the replica may have carried it out (or cannot say it did not)
                 if not idempotent and method != "GET" and _code(reply) == "outcome_unknown":
                     return reply
             if refused == len(self.urls) and not sent:

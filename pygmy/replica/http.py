@@ -32,7 +32,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from pygmy.common.deadline import deadline_header, wait_bound
-from pygmy.common.errors import ApiError, bad_request, unavailable
+from pygmy.common.errors import NOT_CARRIED_OUT, ApiError, bad_request, unavailable
 from pygmy.common.jsonio import json_response
 from pygmy.common.tier_client import TierClient, TierUnavailable
 from pygmy.raft.node import GroupFailed
@@ -165,8 +165,30 @@ async def on_leader(
     """Run `run` here if this replica leads, else forward the request to the leader; wait out elections.
 
     `idempotent`: the request may be sent again after an unknown outcome (it carries its own request id or
-    idempotency key); otherwise an unknown outcome is answered 503 `outcome_unknown`.
+    idempotency key); otherwise an unknown outcome is answered 503 `outcome_unknown`. A 503 that promises
+    "not carried out" (errors.NOT_CARRIED_OUT) is only given when no earlier try of this request may have
+    taken effect; after one that may have, the answer is `outcome_unknown`.
     """
+    tries = _Tries()
+    try:
+        return await _lead_or_forward(request, run, idempotent, tries)
+    except ApiError as exc:
+        if tries.maybe_took_effect and request.method != "GET" and exc.status == 503 and exc.code in NOT_CARRIED_OUT:
+            raise unavailable(f"{exc.message}; an earlier try may have been carried out", code="outcome_unknown") from None
+        raise
+
+
+@dataclasses.dataclass
+class _Tries:
+    """Whether a try of this request (a proposal here, or a forward the leader may have received) may have
+    taken effect, so that a later "no leader" cannot be passed off as "not carried out"."""
+
+    maybe_took_effect: bool = False
+
+
+async def _lead_or_forward(
+    request: web.Request, run: Callable[[], Awaitable[web.Response]], idempotent: bool, tries: _Tries
+) -> web.Response:
     replica = request.app[REPLICA]
     # Never wait for a leader longer than the caller waits for us (its deadline header).
     deadline = time.monotonic() + wait_bound(request.headers, LEADER_WAIT)
@@ -180,14 +202,17 @@ async def on_leader(
                 raise ApiError(503, "not_leader", f"{replica.node.name} does not lead the {replica.node.kind} group")
             leader = await replica.wait_for_leader(max(remaining, 0.0))
             if leader != replica.node.id:
-                forwarded = await _forward(request, replica.urls[leader], body, deadline, idempotent=idempotent)
+                forwarded = await _forward(request, replica.urls[leader], body, deadline, idempotent, tries)
                 if forwarded is not None:
                     return forwarded
         except (NotLeader, ReadTimeout):
-            pass  # lost leadership between the check and the proposal (or a read in it): go to the new leader
+            # Lost leadership between the check and the proposal, or in the middle of `run` (a buy with a
+            # key may have begun its order): go to the new leader.
+            tries.maybe_took_effect = True
         except NoLeader as exc:
             raise unavailable(f"{exc}; retry shortly") from None
         except ProposalDropped:
+            tries.maybe_took_effect = True
             if not idempotent:
                 raise unavailable(
                     "the leader changed while the write was in flight; it may or may not have been applied",
@@ -199,7 +224,7 @@ async def on_leader(
 
 
 async def _forward(
-    request: web.Request, leader_url: str, body: bytes, deadline: float, *, idempotent: bool
+    request: web.Request, leader_url: str, body: bytes, deadline: float, idempotent: bool, tries: _Tries
 ) -> web.Response | None:
     """The leader's answer relayed, or None when the caller should look for the leader again."""
     tiers = request.app[TIERS]
@@ -207,15 +232,21 @@ async def _forward(
     try:
         reply = await tiers.call(request.method, leader_url + request.path_qs, raw=body or None, headers=headers)
     except TierUnavailable as exc:
-        if exc.sent and not idempotent and request.method == "POST":
-            raise unavailable(
-                "the leader stopped answering; the write may or may not have been applied",
-                code="outcome_unknown",
-            ) from None
+        if exc.sent:
+            tries.maybe_took_effect = True
+            if not idempotent and request.method == "POST":
+                raise unavailable(
+                    "the leader stopped answering; the write may or may not have been applied",
+                    code="outcome_unknown",
+                ) from None
         return None  # the leader is gone (or its answer is): find the next one
     error = reply.body.get("error") if isinstance(reply.body, dict) else None
-    if reply.status == 503 and isinstance(error, dict) and error.get("code") == "not_leader":
-        return None
+    code = error.get("code") if isinstance(error, dict) else None
+    if reply.status == 503 and code == "not_leader":
+        return None  # it had not led (nor tried) this request: it says outcome_unknown when it had
+    if reply.status == 503 and code in NOT_CARRIED_OUT:
+        # Raised rather than relayed, so that on_leader can weigh it against this replica's earlier tries.
+        raise ApiError(503, str(code), str(error.get("message")), headers={"Retry-After": reply.headers.get("Retry-After", "1")})
     return _relay(request, reply.status, reply.body, reply.headers)
 
 
