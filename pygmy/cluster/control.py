@@ -115,7 +115,8 @@ async def transfer(request: web.Request) -> web.Response:
     if reply.status == 409:
         raise ApiError(409, "not_leader", str(body.get("error", {}).get("message", f"{name} is not the leader")))
     if reply.status != 200:
-        raise ApiError(503, "unavailable", f"{name} answered {reply.status} to the transfer", headers={"Retry-After": "1"})
+        raise ApiError(503, "outcome_unknown", f"{name} answered {reply.status} to the transfer; leadership may or may not have moved",
+                       headers={"Retry-After": "1"})
     return json_response({"from": name, "to": body.get("to")})
 
 

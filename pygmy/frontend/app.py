@@ -12,7 +12,7 @@ from aiohttp import web
 
 from pygmy.common.auth import require_admin
 from pygmy.common.deadline import client_deadline
-from pygmy.common.errors import ApiError, bad_request, unavailable
+from pygmy.common.errors import NOT_CARRIED_OUT, ApiError, bad_request, unavailable
 from pygmy.common.jsonio import json_response, read_json_object
 from pygmy.common.params import parse_id, parse_idempotency_key, parse_page
 from pygmy.common.server import make_app, run_with_app
@@ -106,8 +106,20 @@ async def buy(request: web.Request) -> web.Response:
     item = parse_id(request.match_info.get("item") or request.query.get("item"))
     # Without a key of the client's, the frontend makes one: then a buy whose answer was lost in a
     # failover is sent again to the next order replica and still opens one order.
-    key = parse_idempotency_key(request.headers.get("Idempotency-Key")) or f"fe-{uuid.uuid4().hex}"
-    order = await _call(request, "order", "POST", "/internal/buy", json={"item": item, "idempotency_key": key})
+    client_key = parse_idempotency_key(request.headers.get("Idempotency-Key"))
+    key = client_key or f"fe-{uuid.uuid4().hex}"
+    try:
+        order = await _call(request, "order", "POST", "/internal/buy", json={"item": item, "idempotency_key": key})
+    except ApiError as exc:
+        if client_key is not None and exc.status == 503 and exc.code in NOT_CARRIED_OUT:
+            # This request did nothing, but an earlier one under the client's key may have (a client retries
+            # under its key after an unknown outcome), and the order group could not be asked about it.
+            raise unavailable(
+                "the order tier could not look up this Idempotency-Key; a buy sent earlier under it may or may "
+                "not have been carried out; retry with the same key to find out",
+                code="outcome_unknown",
+            ) from None
+        raise
     return json_response(order)
 
 

@@ -64,9 +64,11 @@ class BuyService:
         result = await self.replica.propose({"op": "begin", "item": item, "time": _now(), "idempotency_key": key})
         try:
             return await self._finish(result, key, gives_up_at)
-        except (NotLeader, ProposalDropped):
+        except (NotLeader, ProposalDropped) as exc:
             if key is not None:
-                raise  # the retry finds the order its key opened
+                # The retry finds the order its key opened. As ProposalDropped, even if this leader was
+                # only deposed: the order is begun, so the request may have taken effect (replica/http.py).
+                raise ProposalDropped(f"the order leader changed during the buy: {exc}") from exc
             raise unavailable(
                 "the order leader changed during the buy; it may or may not have been carried out",
                 code="outcome_unknown",
@@ -129,8 +131,10 @@ class BuyService:
             # The copy may or may not be taken: leave the order pending for the settler to resolve.
             if fresh and not exc.sent:
                 # This attempt never reached the catalog: settle it as not taken, so the answer is definite.
-                await self._settle(order, {"ok": False, "error": "aborted"})
-                raise unavailable("the catalog tier cannot be reached or has no leader; retry shortly") from None
+                final = await self._settle(order, {"ok": False, "error": "aborted"})
+                if final.status == "aborted":
+                    raise unavailable("the catalog tier cannot be reached or has no leader; retry shortly") from None
+                return final, []  # another settle of this order came first: _outcome reports it
             log.warning("order %d: catalog went silent (%s); left pending", order.order_id, exc)
             raise unavailable(
                 "the catalog tier went silent; the buy may or may not have happened; "

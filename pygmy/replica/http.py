@@ -206,9 +206,9 @@ async def _lead_or_forward(
                 if forwarded is not None:
                     return forwarded
         except (NotLeader, ReadTimeout):
-            # Lost leadership between the check and the proposal, or in the middle of `run` (a buy with a
-            # key may have begun its order): go to the new leader.
-            tries.maybe_took_effect = True
+            # Lost leadership between the check and the proposal: nothing was appended (a buy that loses
+            # its leader after its `begin` raises ProposalDropped, not NotLeader). Go to the new leader.
+            pass
         except NoLeader as exc:
             raise unavailable(f"{exc}; retry shortly") from None
         except ProposalDropped:
@@ -244,6 +244,9 @@ async def _forward(
     code = error.get("code") if isinstance(error, dict) else None
     if reply.status == 503 and code == "not_leader":
         return None  # it had not led (nor tried) this request: it says outcome_unknown when it had
+    if reply.status == 503 and code == "outcome_unknown" and idempotent:
+        tries.maybe_took_effect = True
+        return None  # safe to send again: look for the next leader while the deadline allows
     if reply.status == 503 and code in NOT_CARRIED_OUT:
         # Raised rather than relayed, so that on_leader can weigh it against this replica's earlier tries.
         raise ApiError(503, str(code), str(error.get("message")), headers={"Retry-After": reply.headers.get("Retry-After", "1")})

@@ -49,7 +49,12 @@ async def proxy(request: web.Request, config: Config, session: aiohttp.ClientSes
             status = resp.status
     except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
         log.warning("The control endpoint at %s did not answer %s %s: %s", config.control.url, request.method, tail, exc)
-        raise unavailable(f"the control endpoint of `pygmy up` ({config.control.url}) does not answer; retry shortly") from None
+        if request.method == "GET":
+            raise unavailable(f"the control endpoint of `pygmy up` ({config.control.url}) does not answer; retry shortly") from None
+        # A kill, restart or cut that timed out may still have been carried out.
+        raise unavailable(f"the control endpoint of `pygmy up` ({config.control.url}) did not answer; "
+                          "the action may or may not have been carried out: look at the nodes before retrying",
+                          code="outcome_unknown") from None
     if status >= 500 and not isinstance(payload, dict):
         raise ApiError(503, "unavailable", "the control endpoint failed; retry shortly")
     return json_response(payload, status=status)
