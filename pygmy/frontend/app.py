@@ -113,10 +113,10 @@ async def buy(request: web.Request) -> web.Response:
     except ApiError as exc:
         if client_key is not None and exc.status == 503 and exc.code in NOT_CARRIED_OUT:
             # This request did nothing, but an earlier one under the client's key may have (a client retries
-            # under its key after an unknown outcome), and the order group could not be asked about it.
+            # under its key after an unknown outcome), and a group without a leader cannot say.
             raise unavailable(
-                "the order tier could not look up this Idempotency-Key; a buy sent earlier under it may or may "
-                "not have been carried out; retry with the same key to find out",
+                "this buy was not carried out, but one sent earlier under the same Idempotency-Key may or may "
+                "not have been; retry with the same key to find out",
                 code="outcome_unknown",
             ) from None
         raise

@@ -201,9 +201,10 @@ class GroupClient:
                 if reply.status != 503:
                     return reply
                 last = TierUnavailable(f"{url} answered 503: {error_message(reply.body)}", sent=True)
-                if method != "GET" and _code(reply) not in NOT_CARRIED_OUT:
+                code = error_code(reply.body)
+                if method != "GET" and code not in NOT_CARRIED_OUT:
                     sent = True  # the replica may have carried it out (or cannot say it did not)
-                if not idempotent and method != "GET" and _code(reply) == "outcome_unknown":
+                if not idempotent and method != "GET" and code == "outcome_unknown":
                     return reply
             if refused == len(self.urls) and not sent:
                 # Every replica refused the connection: the whole group is down, not electing; say so now.
@@ -227,8 +228,9 @@ class GroupClient:
             self.leader = leader
 
 
-def _code(reply: Reply) -> str | None:
-    error = reply.body.get("error") if isinstance(reply.body, dict) else None
+def error_code(body: Any) -> str | None:
+    """The code of a `{"error": {"code", "message"}}` body, or None for any other body."""
+    error = body.get("error") if isinstance(body, dict) else None
     return error.get("code") if isinstance(error, dict) else None
 
 

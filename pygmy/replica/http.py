@@ -36,6 +36,7 @@ from pygmy.common.errors import NOT_CARRIED_OUT, ApiError, bad_request, unavaila
 from pygmy.common.jsonio import json_response
 from pygmy.common.tier_client import TierClient, TierUnavailable
 from pygmy.raft.node import GroupFailed
+from pygmy.replica.client import error_code, error_message
 from pygmy.replica.group import LEADER_WAIT, NoLeader, NotLeader, ProposalDropped, ReadTimeout, Replica
 from pygmy.replica.readiness import readyz
 
@@ -240,8 +241,7 @@ async def _forward(
                     code="outcome_unknown",
                 ) from None
         return None  # the leader is gone (or its answer is): find the next one
-    error = reply.body.get("error") if isinstance(reply.body, dict) else None
-    code = error.get("code") if isinstance(error, dict) else None
+    code = error_code(reply.body)
     if reply.status == 503 and code == "not_leader":
         return None  # it had not led (nor tried) this request: it says outcome_unknown when it had
     if reply.status == 503 and code == "outcome_unknown" and idempotent:
@@ -249,7 +249,7 @@ async def _forward(
         return None  # safe to send again: look for the next leader while the deadline allows
     if reply.status == 503 and code in NOT_CARRIED_OUT:
         # Raised rather than relayed, so that on_leader can weigh it against this replica's earlier tries.
-        raise ApiError(503, str(code), str(error.get("message")), headers={"Retry-After": reply.headers.get("Retry-After", "1")})
+        raise ApiError(503, str(code), error_message(reply.body), headers={"Retry-After": reply.headers.get("Retry-After", "1")})
     return _relay(request, reply.status, reply.body, reply.headers)
 
 
